@@ -1,0 +1,186 @@
+package eventlog
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// AppendResult says what became of one appended event.
+type AppendResult struct {
+	Seq uint64    // the event's sequence; for a duplicate, the original's
+	ID  ulid.ULID // the event's ID, generated when the caller gave none
+	// Duplicate is true when an event with this ID was already in the
+	// stream within the dedup window: nothing was written for it.
+	Duplicate bool
+}
+
+// encoded is an event validated and encoded before it reaches the committer.
+type encoded struct {
+	id        ulid.ULID
+	value     []byte // header unsealed until the commit assigns seq and time
+	generated bool   // the journal made the ID, so it cannot be a duplicate
+}
+
+// ids generates monotonic ULIDs: within one millisecond they increase, so
+// the ID index is appended to in order.
+var ids = struct {
+	sync.Mutex
+	entropy *ulid.MonotonicEntropy
+}{entropy: ulid.Monotonic(rand.Reader, 0)}
+
+func newID() ulid.ULID {
+	ids.Lock()
+	defer ids.Unlock()
+	id, err := ulid.New(ulid.Timestamp(time.Now()), ids.entropy)
+	if err != nil { // the entropy overflowed within one millisecond: wait for the next
+		time.Sleep(time.Millisecond)
+		id = ulid.MustNew(ulid.Timestamp(time.Now()), ids.entropy)
+	}
+	return id
+}
+
+// encodeEvents validates every event and encodes it. Nothing is written.
+func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
+	out := make([]encoded, len(events))
+	total := 0
+	for i := range events {
+		e := &events[i]
+		if err := validateEvent(i, e); err != nil {
+			return nil, 0, err
+		}
+		id, generated := e.ID, false
+		if id == (ulid.ULID{}) {
+			id, generated = newID(), true
+		}
+		ev := *e
+		ev.ID = id
+		v := encodeRecord(&ev)
+		if len(v) > maxBytes {
+			return nil, 0, &EventError{Index: i, Field: "size", Err: fmt.Errorf("%w: %d bytes encoded, limit %d (Options.MaxEventBytes)", ErrEventTooLarge, len(v), maxBytes)}
+		}
+		out[i] = encoded{id: id, value: v, generated: generated}
+		total += len(v)
+	}
+	return out, total, nil
+}
+
+// Append validates the events and appends them to stream, atomically: all
+// or none. It returns once they are committed and, under the default
+// SyncInterval, fsynced: a nil error means the events are on disk. Results
+// are in the order of events.
+//
+// Concurrent calls are group-committed into one transaction. An invalid
+// event (EventError wrapping ErrInvalidEvent or ErrEventTooLarge) fails the
+// whole call before anything is written. Names beginning with "$" are
+// reserved (ErrReservedStream).
+//
+// Errors from the disk are sticky: after a failed write or fsync every
+// Append returns that error (wrapping ErrDiskFull for a full disk) until the
+// journal is reopened, because a failed fsync may have lost data that a
+// retry would wrongly report as durable. Reads keep working.
+func (l *Log) Append(stream string, events ...Event) ([]AppendResult, error) {
+	if err := ValidateName(stream); err != nil {
+		return nil, err
+	}
+	if IsReserved(stream) {
+		return nil, fmt.Errorf("%w: %q", ErrReservedStream, stream)
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	encs, size, err := encodeEvents(events, l.opts.MaxEventBytes)
+	if err != nil {
+		return nil, err
+	}
+	var results []AppendResult
+	err = l.submit(&request{
+		events: len(encs),
+		bytes:  size,
+		fn: func(tx *Tx) (err error) {
+			results, err = tx.appendEncoded(stream, encs)
+			return err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// Append appends events to stream within the transaction. Unlike
+// Log.Append it accepts reserved "$" streams: it is how flowrt's own
+// packages write system events. The results hold only if the transaction
+// commits.
+func (tx *Tx) Append(stream string, events ...Event) ([]AppendResult, error) {
+	if !tx.Writable() {
+		return nil, ErrReadOnly
+	}
+	encs, _, err := encodeEvents(events, tx.log.opts.MaxEventBytes)
+	if err != nil {
+		return nil, err
+	}
+	return tx.appendEncoded(stream, encs)
+}
+
+func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, error) {
+	st, err := tx.stream(stream, true)
+	if err != nil {
+		return nil, err
+	}
+	now := st.nextTime()
+	results := make([]AppendResult, len(encs))
+	for i, e := range encs {
+		if !e.generated {
+			seq, dup, err := tx.duplicate(st, e.id, now)
+			if err != nil {
+				return nil, err
+			}
+			if dup {
+				results[i] = AppendResult{Seq: seq, ID: e.id, Duplicate: true}
+				continue
+			}
+		}
+		seq := st.head.last + 1
+		sealRecord(e.value, seq, now)
+		key := seqKey(seq)
+		if err := st.events.Put(key, e.value); err != nil {
+			return nil, err
+		}
+		if err := st.ids.Put(e.id[:], key); err != nil {
+			return nil, err
+		}
+		st.head.last = seq
+		st.head.lastTime = now.UnixNano()
+		st.head.bytes += uint64(len(e.value))
+		st.dirty = true
+		results[i] = AppendResult{Seq: seq, ID: e.id}
+	}
+	return results, nil
+}
+
+// duplicate reports whether id is already in the stream within the dedup
+// window, and its sequence.
+func (tx *Tx) duplicate(st *streamTx, id ulid.ULID, now time.Time) (uint64, bool, error) {
+	v := st.ids.Get(id[:])
+	if v == nil {
+		return 0, false, nil
+	}
+	if len(v) != 8 {
+		return 0, false, tx.corrupt(st.name, 0, fmt.Errorf("id index entry for %s is %d bytes", id, len(v)))
+	}
+	seq := binary.BigEndian.Uint64(v)
+	window := tx.log.opts.DedupWindow
+	if window == 0 {
+		return seq, true, nil
+	}
+	rec := st.events.Get(v)
+	if rec == nil || len(rec) < recordHeaderSize {
+		return 0, false, nil
+	}
+	return seq, now.Sub(recordTime(rec)) < window, nil
+}

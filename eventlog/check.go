@@ -1,0 +1,119 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+)
+
+// CheckReport is the result of Log.Check.
+type CheckReport struct {
+	Streams   int     // streams checked
+	Events    uint64  // events whose records were verified
+	Consumers int     // consumer offsets checked
+	Problems  []error // each names what is wrong; empty when healthy
+}
+
+// OK reports whether the check found no problem.
+func (r CheckReport) OK() bool { return len(r.Problems) == 0 }
+
+// maxProblems bounds how many problems a check collects.
+const maxProblems = 100
+
+// Check verifies the whole journal in one read transaction: bbolt's own
+// page consistency check, every record's CRC and encoding, dense sequences
+// within each stream, heads that agree with the events, an ID index that
+// points at the right events, and consumer offsets within bounds. It
+// returns an error only when it could not run; what it finds is in the
+// report. It holds a read transaction for its whole run.
+func (l *Log) Check(ctx context.Context) (CheckReport, error) {
+	var r CheckReport
+	add := func(err error) bool {
+		r.Problems = append(r.Problems, err)
+		return len(r.Problems) < maxProblems
+	}
+	err := l.View(func(tx *Tx) error {
+		for err := range tx.btx.Check() {
+			if !add(&CorruptError{Path: l.path, Err: fmt.Errorf("bbolt: %w", err)}) {
+				return nil
+			}
+		}
+		streams, err := tx.Streams()
+		if err != nil {
+			add(err)
+			return nil
+		}
+		for _, si := range streams {
+			r.Streams++
+			n, err := tx.checkStream(ctx, si, add)
+			r.Events += n
+			if err != nil {
+				return err
+			}
+		}
+		cs, err := tx.Consumers("")
+		if err != nil {
+			add(err)
+			return nil
+		}
+		for _, c := range cs {
+			r.Consumers++
+			si, err := tx.Info(c.Stream)
+			if err != nil && !isNotFound(err) {
+				add(err)
+				continue
+			}
+			if c.Offset > si.Last {
+				add(fmt.Errorf("consumer %q on %q: offset %d beyond the stream's last sequence %d", c.Name, c.Stream, c.Offset, si.Last))
+			}
+		}
+		return nil
+	})
+	return r, err
+}
+
+func (tx *Tx) checkStream(ctx context.Context, si StreamInfo, add func(error) bool) (uint64, error) {
+	st, err := tx.stream(si.Name, false)
+	if err != nil {
+		add(err)
+		return 0, nil
+	}
+	var n, bytes uint64
+	expect := si.First
+	c := st.events.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+		}
+		seq := binary.BigEndian.Uint64(k)
+		n++
+		bytes += uint64(len(v))
+		if seq != expect {
+			if !add(tx.corrupt(si.Name, seq, fmt.Errorf("sequence gap: expected %d", expect))) {
+				return n, nil
+			}
+		}
+		expect = seq + 1
+		e, err := tx.decode(st, seq, v)
+		if err != nil {
+			if !add(err) {
+				return n, nil
+			}
+			continue
+		}
+		if got := st.ids.Get(e.ID[:]); got == nil || binary.BigEndian.Uint64(got) < seq {
+			if !add(tx.corrupt(si.Name, seq, fmt.Errorf("id %s is missing from the id index", e.ID))) {
+				return n, nil
+			}
+		}
+	}
+	if n > 0 && expect-1 != si.Last {
+		add(tx.corrupt(si.Name, expect-1, fmt.Errorf("head says the last sequence is %d", si.Last)))
+	}
+	if bytes != st.head.bytes {
+		add(tx.corrupt(si.Name, 0, fmt.Errorf("head counts %d bytes, records hold %d", st.head.bytes, bytes)))
+	}
+	return n, nil
+}
