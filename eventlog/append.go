@@ -1,10 +1,8 @@
 package eventlog
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -26,24 +24,6 @@ type encoded struct {
 	generated bool   // the journal made the ID, so it cannot be a duplicate
 }
 
-// ids generates monotonic ULIDs: within one millisecond they increase, so
-// the ID index is appended to in order.
-var ids = struct {
-	sync.Mutex
-	entropy *ulid.MonotonicEntropy
-}{entropy: ulid.Monotonic(rand.Reader, 0)}
-
-func newID() ulid.ULID {
-	ids.Lock()
-	defer ids.Unlock()
-	id, err := ulid.New(ulid.Timestamp(time.Now()), ids.entropy)
-	if err != nil { // the entropy overflowed within one millisecond: wait for the next
-		time.Sleep(time.Millisecond)
-		id = ulid.MustNew(ulid.Timestamp(time.Now()), ids.entropy)
-	}
-	return id
-}
-
 // encodeEvents validates every event and encodes it. Nothing is written.
 func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
 	out := make([]encoded, len(events))
@@ -53,13 +33,9 @@ func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
 		if err := validateEvent(i, e); err != nil {
 			return nil, 0, err
 		}
-		id, generated := e.ID, false
-		if id == (ulid.ULID{}) {
-			id, generated = newID(), true
-		}
-		ev := *e
-		ev.ID = id
-		v := encodeRecord(&ev)
+		// A zero ID is generated at commit, when the sequence is known.
+		id, generated := e.ID, e.ID == (ulid.ULID{})
+		v := encodeRecord(e)
 		if len(v) > maxBytes {
 			return nil, 0, &EventError{Index: i, Field: "size", Err: fmt.Errorf("%w: %d bytes encoded, limit %d (Options.MaxEventBytes)", ErrEventTooLarge, len(v), maxBytes)}
 		}
@@ -134,25 +110,33 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 	}
 	now := st.nextTime()
 	results := make([]AppendResult, len(encs))
+	keys := make([]byte, 8*len(encs)) // one allocation for the batch's keys
 	for i, e := range encs {
-		if !e.generated {
-			seq, dup, err := tx.duplicate(st, e.id, now)
+		seq := st.head.last + 1
+		key := keys[8*i : 8*i+8 : 8*i+8]
+		binary.BigEndian.PutUint64(key, seq)
+		index := !e.generated
+		if e.generated {
+			e.id, index = st.generatedID(seq, now)
+			copy(e.value[idOffset:], e.id[:])
+		} else {
+			orig, dup, err := tx.duplicate(st, e.id, now)
 			if err != nil {
 				return nil, err
 			}
 			if dup {
-				results[i] = AppendResult{Seq: seq, ID: e.id, Duplicate: true}
+				results[i] = AppendResult{Seq: orig, ID: e.id, Duplicate: true}
 				continue
 			}
 		}
-		seq := st.head.last + 1
 		sealRecord(e.value, seq, now)
-		key := seqKey(seq)
 		if err := st.events.Put(key, e.value); err != nil {
 			return nil, err
 		}
-		if err := st.ids.Put(e.id[:], key); err != nil {
-			return nil, err
+		if index {
+			if err := st.ids.Put(e.id[:], key); err != nil {
+				return nil, err
+			}
 		}
 		st.head.last = seq
 		st.head.lastTime = now.UnixNano()
@@ -166,21 +150,13 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 // duplicate reports whether id is already in the stream within the dedup
 // window, and its sequence.
 func (tx *Tx) duplicate(st *streamTx, id ulid.ULID, now time.Time) (uint64, bool, error) {
-	v := st.ids.Get(id[:])
-	if v == nil {
-		return 0, false, nil
+	seq, rec, ok, err := tx.lookupID(st, id)
+	if err != nil || !ok {
+		return 0, false, err
 	}
-	if len(v) != 8 {
-		return 0, false, tx.corrupt(st.name, 0, fmt.Errorf("id index entry for %s is %d bytes", id, len(v)))
-	}
-	seq := binary.BigEndian.Uint64(v)
 	window := tx.log.opts.DedupWindow
-	if window == 0 {
+	if window == 0 || len(rec) < recordHeaderSize {
 		return seq, true, nil
-	}
-	rec := st.events.Get(v)
-	if rec == nil || len(rec) < recordHeaderSize {
-		return 0, false, nil
 	}
 	return seq, now.Sub(recordTime(rec)) < window, nil
 }

@@ -103,8 +103,11 @@ func (tx *Tx) checkStream(ctx context.Context, si StreamInfo, add func(error) bo
 			}
 			continue
 		}
-		if got := st.ids.Get(e.ID[:]); got == nil || binary.BigEndian.Uint64(got) < seq {
-			if !add(tx.corrupt(si.Name, seq, fmt.Errorf("id %s is missing from the id index", e.ID))) {
+		if got, _, ok, err := tx.lookupID(st, e.ID); err != nil || !ok || got < seq {
+			if err == nil {
+				err = tx.corrupt(si.Name, seq, fmt.Errorf("id %s does not find its event", e.ID))
+			}
+			if !add(err) {
 				return n, nil
 			}
 		}

@@ -174,7 +174,7 @@ func initBuckets(btx *bolt.Tx) error {
 			return err
 		}
 	}
-	for _, name := range [][]byte{bucketStreams, bucketOffsets, bucketNamespaces} {
+	for _, name := range [][]byte{bucketHeads, bucketOffsets, bucketNamespaces} {
 		if _, err := btx.CreateBucket(name); err != nil {
 			return err
 		}
@@ -201,7 +201,7 @@ func readMeta(btx *bolt.Tx, path string) (ulid.ULID, error) {
 	} else {
 		return id, &CorruptError{Path: path, Err: errors.New("meta bucket: bad journal id")}
 	}
-	for _, name := range [][]byte{bucketStreams, bucketOffsets, bucketNamespaces} {
+	for _, name := range [][]byte{bucketHeads, bucketOffsets, bucketNamespaces} {
 		if btx.Bucket(name) == nil {
 			return id, &CorruptError{Path: path, Err: fmt.Errorf("bucket %q is missing", name)}
 		}

@@ -9,10 +9,10 @@ import "encoding/binary"
 //	  "magic"   = "flowrt-journal"
 //	  "version" = uint32 BE FormatVersion
 //	  "id"      = 16-byte ULID of the journal
-//	streams/<name>/           one bucket per stream
-//	  "h"  = head: last seq, last time, retained bytes, CRC32C
-//	  e/   = seq (uint64 BE) -> record (see record.go)
-//	  i/   = event ID (16 bytes) -> seq (uint64 BE)
+//	heads/                    one entry per stream
+//	  <stream> = head: last seq, last time, retained bytes, CRC32C
+//	e/<stream>                seq (uint64 BE) -> record (see record.go)
+//	i/<stream>                producer-supplied event ID (16 bytes) -> seq (uint64 BE)
 //	offsets/                  consumer ack offsets
 //	  <stream> 0x00 <consumer> = offset uint64 BE, updated unix ns int64 BE
 //	ns/<namespace>/           key-value space owned by one flowrt package
@@ -29,14 +29,15 @@ const (
 
 var (
 	bucketMeta       = []byte("meta")
-	bucketStreams    = []byte("streams")
+	bucketHeads      = []byte("heads")
 	bucketOffsets    = []byte("offsets")
 	bucketNamespaces = []byte("ns")
-
-	keyHead      = []byte("h")
-	bucketEvents = []byte("e")
-	bucketIDs    = []byte("i")
 )
+
+// Streams live in top-level buckets rather than nested ones: every level of
+// nesting is one more page rewritten by every commit.
+func eventsBucket(stream string) []byte { return []byte("e/" + stream) }
+func idsBucket(stream string) []byte    { return []byte("i/" + stream) }
 
 // seqKey encodes a sequence as a big-endian key so cursors iterate in order.
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

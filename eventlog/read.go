@@ -43,7 +43,7 @@ func (tx *Tx) Info(stream string) (StreamInfo, error) {
 // included.
 func (tx *Tx) Streams() ([]StreamInfo, error) {
 	var out []StreamInfo
-	err := tx.btx.Bucket(bucketStreams).ForEachBucket(func(name []byte) error {
+	err := tx.btx.Bucket(bucketHeads).ForEach(func(name, _ []byte) error {
 		st, err := tx.stream(string(name), false)
 		if err != nil {
 			return err
@@ -74,17 +74,12 @@ func (tx *Tx) GetByID(stream string, id ulid.ULID) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	k := st.ids.Get(id[:])
-	if k == nil {
+	seq, v, ok, err := tx.lookupID(st, id)
+	if err != nil {
+		return Event{}, err
+	}
+	if !ok {
 		return Event{}, fmt.Errorf("%w: stream %q id %s", ErrNotFound, stream, id)
-	}
-	if len(k) != 8 {
-		return Event{}, tx.corrupt(stream, 0, fmt.Errorf("id index entry for %s is %d bytes", id, len(k)))
-	}
-	seq := binary.BigEndian.Uint64(k)
-	v := st.events.Get(k)
-	if v == nil {
-		return Event{}, tx.corrupt(stream, seq, fmt.Errorf("id %s indexes a missing event", id))
 	}
 	return tx.decode(st, seq, v)
 }

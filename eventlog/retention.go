@@ -94,20 +94,17 @@ func (tx *Tx) truncate(stream string, below uint64, limit int) (uint64, error) {
 		if seq >= below {
 			break
 		}
-		e, err := tx.decode(st, seq, v)
-		if err != nil {
-			return 0, err
-		}
 		keys = append(keys, bytes.Clone(k))
-		ids = append(ids, e.ID[:])
+		ids = append(ids, bytes.Clone(recordID(v)))
 		st.head.bytes -= min(st.head.bytes, uint64(len(v)))
 	}
 	for i, k := range keys {
 		if err := st.events.Delete(k); err != nil {
 			return 0, err
 		}
-		// With a dedup window an ID can index a later event: keep that one.
-		if bytes.Equal(st.ids.Get(ids[i]), k) {
+		// Only producer-supplied IDs are indexed, and with a dedup window an
+		// ID can index a later event: remove only an entry naming this one.
+		if ids[i] != nil && bytes.Equal(st.ids.Get(ids[i]), k) {
 			if err := st.ids.Delete(ids[i]); err != nil {
 				return 0, err
 			}

@@ -25,14 +25,15 @@ type Tx struct {
 // streamTx is a stream's buckets and head as staged in one transaction.
 type streamTx struct {
 	name   string
-	events *bolt.Bucket
-	ids    *bolt.Bucket
-	bucket *bolt.Bucket
+	events *bolt.Bucket // e/<stream>
+	ids    *bolt.Bucket // i/<stream>
 	head   head
 	dirty  bool
+
+	tagBase uint32 // see idTagBase
 }
 
-// head is a stream's durable summary, stored under "h" in its bucket:
+// head is a stream's durable summary, stored under its name in heads/:
 //
 //	+------------+----------------+---------------+-----------+
 //	| last 8B BE | last time 8B BE| bytes 8B BE   | CRC32C 4B |
@@ -98,47 +99,54 @@ func (tx *Tx) stream(name string, create bool) (*streamTx, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
-	root := tx.btx.Bucket(bucketStreams)
-	b := root.Bucket([]byte(name))
-	if b == nil {
+	heads := tx.btx.Bucket(bucketHeads)
+	hv := heads.Get([]byte(name))
+	if hv == nil {
 		if !create || !tx.Writable() {
 			return nil, fmt.Errorf("%w: stream %q", ErrNotFound, name)
 		}
-		var err error
-		if b, err = root.CreateBucket([]byte(name)); err != nil {
-			return nil, err
+		for _, b := range [][]byte{eventsBucket(name), idsBucket(name)} {
+			if _, err := tx.btx.CreateBucket(b); err != nil {
+				return nil, err
+			}
 		}
-		if _, err = b.CreateBucket(bucketEvents); err != nil {
-			return nil, err
-		}
-		if _, err = b.CreateBucket(bucketIDs); err != nil {
-			return nil, err
-		}
-		if err = b.Put(keyHead, head{}.encode()); err != nil {
+		hv = head{}.encode()
+		if err := heads.Put([]byte(name), hv); err != nil {
 			return nil, err
 		}
 	}
-	h, err := decodeHead(b.Get(keyHead))
+	h, err := decodeHead(hv)
 	if err != nil {
 		return nil, tx.corrupt(name, 0, err)
 	}
-	st := &streamTx{name: name, bucket: b, events: b.Bucket(bucketEvents), ids: b.Bucket(bucketIDs), head: h}
+	st := &streamTx{
+		name:    name,
+		events:  tx.btx.Bucket(eventsBucket(name)),
+		ids:     tx.btx.Bucket(idsBucket(name)),
+		head:    h,
+		tagBase: tx.log.idTagBase(name),
+	}
 	if st.events == nil || st.ids == nil {
-		return nil, tx.corrupt(name, 0, errors.New("stream bucket lacks its events or ids bucket"))
+		return nil, tx.corrupt(name, 0, errors.New("stream has a head but lacks its events or ids bucket"))
+	}
+	if !tx.Writable() {
+		tx.streams[name] = st
+		return st, nil
 	}
 	// Appends arrive in key order: fill pages instead of splitting them in
 	// half. FillPercent is not persisted, so set it on every write Tx.
 	st.events.FillPercent = 1.0
-	st.ids.FillPercent = 0.9
+	st.ids.FillPercent = 1.0
 	tx.streams[name] = st
 	return st, nil
 }
 
 // flush writes the heads of the streams this Tx changed.
 func (tx *Tx) flush() error {
+	heads := tx.btx.Bucket(bucketHeads)
 	for _, st := range tx.streams {
 		if st.dirty {
-			if err := st.bucket.Put(keyHead, st.head.encode()); err != nil {
+			if err := heads.Put([]byte(st.name), st.head.encode()); err != nil {
 				return err
 			}
 		}
