@@ -1,4 +1,4 @@
-//go:build flowrt_api
+//go:build !noflowrt
 
 package main
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,7 +49,7 @@ func (l *latencies) percentile(p float64) time.Duration {
 	if !slices.IsSorted(l.samples) {
 		slices.Sort(l.samples)
 	}
-	rank := int(p/100*float64(n)+0.999999) - 1
+	rank := int(math.Ceil(p/100*float64(n))) - 1
 	return l.samples[min(max(rank, 0), n-1)]
 }
 

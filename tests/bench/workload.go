@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -56,6 +58,8 @@ type variant[T io.Closer] struct {
 	key  string // short name: -only filter, ratios, JSON
 	name string // table name
 	role role
+	// open opens the store in dir, a fresh empty directory. On error the
+	// returned T is not used, so a typed nil is fine.
 	open func(dir string) (T, error)
 }
 
@@ -78,12 +82,12 @@ type workload[T io.Closer] struct {
 
 // env is what every measurement shares.
 type env struct {
-	root     string           // every variant directory is created here
-	payloads *payloads        // the same bytes for everyone
-	only     map[string]bool  // variant keys to run; nil runs all
-	progress io.Writer        // one line per variant, to stderr
-	sync     func()           // flushes dirty pages between phases
-	now      func() time.Time // the clock
+	root     string          // every variant directory is created here
+	payloads *payloads       // the same bytes for everyone
+	only     map[string]bool // variant keys to run; nil runs all
+	rounds   int             // runs of each variant; the median is reported
+	progress io.Writer       // one line per variant, to stderr
+	settle   func()          // runs between warm-up and timed phase
 }
 
 // runner is a workload with its variant type erased.
@@ -91,7 +95,9 @@ type runner interface {
 	run(ctx context.Context, e *env) (*workloadReport, error)
 }
 
-// run measures every selected variant in turn and evaluates the targets.
+// run measures every selected variant e.rounds times, the variants in turn
+// within each round, keeps each variant's median round and evaluates the
+// targets.
 func (w *workload[T]) run(ctx context.Context, e *env) (*workloadReport, error) {
 	rep := &workloadReport{
 		ID:      w.id,
@@ -99,32 +105,54 @@ func (w *workload[T]) run(ctx context.Context, e *env) (*workloadReport, error) 
 		Unit:    w.unit,
 		Records: w.size * w.recordsPerUnit,
 		Warmup:  w.warm * w.recordsPerUnit,
+		Rounds:  e.rounds,
 	}
-	for _, v := range w.variants {
-		if e.only != nil && !e.only[v.key] {
-			continue
-		}
-		fmt.Fprintf(e.progress, "W%d %-18s ", w.id, v.key)
-		res, err := w.measure(ctx, e, v)
-		if err != nil {
-			fmt.Fprintln(e.progress, "FAILED:", err)
-			if ctx.Err() != nil {
-				return nil, err
+	rounds := make([][]result, len(w.variants))
+	for round := range e.rounds {
+		for i, v := range w.variants {
+			if e.only != nil && !e.only[v.key] {
+				continue
 			}
-			res = result{Key: v.key, Name: v.name, Role: v.role.String(), Error: err.Error()}
-		} else {
-			fmt.Fprintf(e.progress, "%10.0f records/s in %.1fs\n", res.RecordsPerSec, res.Seconds)
+			fmt.Fprintf(e.progress, "W%d round %d/%d %-18s ", w.id, round+1, e.rounds, v.key)
+			res, err := w.measure(ctx, e, v)
+			if err != nil {
+				fmt.Fprintln(e.progress, "FAILED:", err)
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				res = result{Key: v.key, Name: v.name, Role: v.role.String(), Error: err.Error()}
+			} else {
+				fmt.Fprintf(e.progress, "%10.0f records/s in %.1fs\n", res.RecordsPerSec, res.Seconds)
+			}
+			rounds[i] = append(rounds[i], res)
 		}
-		rep.Results = append(rep.Results, res)
+	}
+	for _, rs := range rounds {
+		if len(rs) > 0 {
+			rep.Results = append(rep.Results, median(rs))
+		}
 	}
 	rep.evaluate(w.targets, len(e.payloads.recs[0]))
 	return rep, nil
 }
 
+// median returns the round with the median records/s (the lower one of an
+// even count), or a failed round if any failed.
+func median(rs []result) result {
+	for _, r := range rs {
+		if r.Error != "" {
+			return r
+		}
+	}
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec) })
+	return rs[(len(rs)-1)/2]
+}
+
 // measure opens v in a fresh directory, warms it up, times the run, and
 // removes the directory. The warm-up is excluded from the timing and the
-// write counters; dirty pages are flushed before the timed phase so no
-// earlier writes land in it.
+// write counters; e.settle runs in between so that no earlier dirty page or
+// garbage is paid for in the timed phase.
 func (w *workload[T]) measure(ctx context.Context, e *env, v variant[T]) (res result, err error) {
 	dir, err := os.MkdirTemp(e.root, fmt.Sprintf("w%d-%s-", w.id, v.key))
 	if err != nil {
@@ -144,14 +172,14 @@ func (w *workload[T]) measure(ctx context.Context, e *env, v variant[T]) (res re
 	if _, err := w.drive(ctx, t, w.warm, e.payloads); err != nil {
 		return res, fmt.Errorf("warm-up: %w", err)
 	}
-	e.sync()
+	e.settle()
 	before, err := readIO()
 	if err != nil {
 		return res, err
 	}
-	start := e.now()
+	start := time.Now()
 	lat, err := w.drive(ctx, t, w.size, e.payloads)
-	elapsed := e.now().Sub(start)
+	elapsed := time.Since(start)
 	if err != nil {
 		return res, err
 	}
@@ -174,7 +202,7 @@ func (w *workload[T]) measure(ctx context.Context, e *env, v variant[T]) (res re
 		Role:                v.role.String(),
 		Seconds:             elapsed.Seconds(),
 		RecordsPerSec:       float64(records) / elapsed.Seconds(),
-		MicrosPerOp:         float64(elapsed.Microseconds()) / float64(records),
+		MicrosPerOp:         elapsed.Seconds() * 1e6 / float64(records),
 		P50Micros:           micros(lat.percentile(50)),
 		P99Micros:           micros(lat.percentile(99)),
 		WriteBytesPerRecord: float64(after.writeBytes-before.writeBytes) / float64(records),
@@ -205,5 +233,9 @@ func newPayloads(seed uint64, count, size int) *payloads {
 
 func (p *payloads) rec(i int) []byte { return p.recs[i%len(p.recs)] }
 
-// syncAll flushes every dirty page of the machine to disk.
-func syncAll() { syscall.Sync() }
+// settle collects garbage and flushes every dirty page of the machine to
+// disk, so the timed phase starts from the same state for every variant.
+func settle() {
+	runtime.GC()
+	syscall.Sync()
+}
