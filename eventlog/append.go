@@ -45,6 +45,22 @@ func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
 	return out, total, nil
 }
 
+// ValidateEvents runs the checks Append makes on events, without writing
+// anything: each event's type, key and headers, and its encoded size
+// against maxEventBytes (zero or less means the default, that of
+// DefaultOptions). It returns the first problem as an *EventError whose
+// Index is the event's position in events, wrapping ErrInvalidEvent or
+// ErrEventTooLarge. It does not check the stream name (see ValidateName) or
+// whether an ID is a duplicate. Tools that must refuse a whole input before
+// appending any of it, such as `flowrt append`, call it first.
+func ValidateEvents(events []Event, maxEventBytes int) error {
+	if maxEventBytes <= 0 {
+		maxEventBytes = DefaultOptions().MaxEventBytes
+	}
+	_, _, err := encodeEvents(events, maxEventBytes)
+	return err
+}
+
 // Append validates the events and appends them to stream, atomically: all
 // or none. It returns once they are committed and, under the default
 // SyncInterval, fsynced: a nil error means the events are on disk. Results
