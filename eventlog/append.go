@@ -83,7 +83,14 @@ func (l *Log) Append(stream string, events ...Event) ([]AppendResult, error) {
 		return nil, fmt.Errorf("%w: %q", ErrReservedStream, stream)
 	}
 	if len(events) == 0 {
-		return nil, nil
+		// Nothing to write, but the journal's state is still reported.
+		switch {
+		case l.opts.ReadOnly:
+			return nil, ErrReadOnly
+		case l.isClosed():
+			return nil, ErrClosed
+		}
+		return nil, l.writeErr()
 	}
 	encs, size, err := encodeEvents(events, l.opts.MaxEventBytes)
 	if err != nil {

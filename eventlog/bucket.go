@@ -75,6 +75,19 @@ func (b *Bucket) Items(prefix []byte) iter.Seq2[[]byte, []byte] {
 	}
 }
 
+// ItemsFrom iterates, in key order, over the keys at or after start and
+// their values, with the same validity rule as Items.
+func (b *Bucket) ItemsFrom(start []byte) iter.Seq2[[]byte, []byte] {
+	return func(yield func([]byte, []byte) bool) {
+		c := b.b.Cursor()
+		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
 // Last returns a copy of the highest key and its value, or nils when empty.
 func (b *Bucket) Last() (key, value []byte) {
 	k, v := b.b.Cursor().Last()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // CheckReport is the result of Log.Check.
@@ -33,10 +35,18 @@ func (l *Log) Check(ctx context.Context) (CheckReport, error) {
 		return len(r.Problems) < maxProblems
 	}
 	err := l.View(func(tx *Tx) error {
-		for err := range tx.btx.Check() {
-			if !add(&CorruptError{Path: l.path, Err: fmt.Errorf("bbolt: %w", err)}) {
-				return nil
+		if err := touchPages(tx.btx); err != nil {
+			add(&CorruptError{Path: l.path, Err: err})
+			return nil // bbolt's own check would not survive it
+		}
+		full := false
+		for err := range tx.btx.Check() { // drained: bbolt's goroutine sends until done
+			if !full && !add(&CorruptError{Path: l.path, Err: fmt.Errorf("bbolt: %w", err)}) {
+				full = true
 			}
+		}
+		if full {
+			return nil
 		}
 		streams, err := tx.Streams()
 		if err != nil {
@@ -120,3 +130,53 @@ func (tx *Tx) checkStream(ctx context.Context, si StreamInfo, add func(error) bo
 	}
 	return n, nil
 }
+
+// touchPages reads every page reachable from the root, and the first and
+// last byte of every key and value, in the calling goroutine. A damaged page
+// then panics or faults here, where viewContained turns it into a
+// CorruptError, rather than in the goroutine that bbolt's Check (and its
+// freelist rebuild at open) starts, where a panic or fault ends the
+// process. It also returns an error when the pages claim more overflow
+// pages than the file has: bbolt's Check visits each claimed page, and a
+// damaged count of billions exhausts memory. The keys of branch pages are
+// beyond bbolt's API, so a damaged branch key offset can still reach
+// bbolt's goroutine, and a cycle of pages is followed here without bound.
+func touchPages(btx *bolt.Tx) error {
+	var sink byte
+	touch := func(b []byte) {
+		if len(b) > 0 {
+			sink ^= b[0] ^ b[len(b)-1]
+		}
+	}
+	var walk func(b *bolt.Bucket)
+	walk = func(b *bolt.Bucket) {
+		_ = b.Stats() // every page header, through the branch pages
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			touch(k)
+			touch(v)
+			if v == nil {
+				if child := b.Bucket(k); child != nil {
+					walk(child)
+				}
+			}
+		}
+	}
+	pages := btx.Size() / int64(btx.DB().Info().PageSize)
+	var claimed int64
+	err := btx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		touch(name)
+		st := b.Stats() // sub-buckets included
+		claimed += int64(st.BranchPageN + st.BranchOverflowN + st.LeafPageN + st.LeafOverflowN)
+		if claimed > pages {
+			return fmt.Errorf("bbolt: the pages of bucket %q and those before it claim %d pages, the file has %d", name, claimed, pages)
+		}
+		walk(b)
+		return nil
+	})
+	touchSink = sink
+	return err
+}
+
+// touchSink keeps the reads of touchPages from being optimised away.
+var touchSink byte

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	goruntime "runtime"
 	"runtime/debug"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // request is one unit of work for the committer: a closure run inside the
@@ -110,8 +113,10 @@ func (l *Log) commit(batch []*request) {
 			continue
 		}
 		if err != nil {
-			err = fmt.Errorf("flowrt/eventlog: commit to %s failed; appends are refused until reopened: %w", l.path, mapWriteError(err))
-			l.werr.CompareAndSwap(nil, &err)
+			// Publish a variable nothing writes again: readers load it
+			// concurrently.
+			werr := fmt.Errorf("flowrt/eventlog: commit to %s failed; appends are refused until reopened: %w", l.path, mapWriteError(err))
+			l.werr.CompareAndSwap(nil, &werr)
 			err = l.writeErr()
 		} else {
 			l.notify()
@@ -127,10 +132,25 @@ func (l *Log) commit(batch []*request) {
 // error, or -1 with the commit's error.
 func (l *Log) tryCommit(batch []*request) (failed int, err error) {
 	failed = -1
+	var btx *bolt.Tx
 	defer containPanic(l.path, &err)
+	defer func() {
+		// bbolt panicked on a damaged page outside the closures, in flush
+		// or Commit: roll back so that its write lock is released (Close
+		// needs it), then let containPanic report the panic.
+		if r := recover(); r != nil {
+			if btx != nil {
+				func() {
+					defer func() { _ = recover() }()
+					_ = btx.Rollback()
+				}()
+			}
+			panic(r)
+		}
+	}()
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
-	btx, err := l.db.Begin(true)
+	btx, err = l.db.Begin(true)
 	if err != nil {
 		return -1, err
 	}
@@ -151,8 +171,29 @@ func (l *Log) tryCommit(batch []*request) (failed int, err error) {
 func runClosure(fn func(*Tx) error, tx *Tx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			if panickedInBolt() {
+				err = &CorruptError{Path: tx.log.path, Err: fmt.Errorf("bbolt: %v", r)}
+				return
+			}
 			err = fmt.Errorf("flowrt/eventlog: update function panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
 	return fn(tx)
+}
+
+// panickedInBolt reports, when called by a deferred function that recovered
+// a panic, whether the panic was raised inside bbolt. bbolt panics, or
+// faults, on a damaged page: that is corruption, not a bug in the closure.
+func panickedInBolt() bool {
+	pcs := make([]uintptr, 64)
+	frames := goruntime.CallersFrames(pcs[:goruntime.Callers(3, pcs)])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") {
+			return strings.HasPrefix(f.Function, "go.etcd.io/bbolt")
+		}
+		if !more {
+			return false
+		}
+	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // CompactResult reports the file sizes around a compaction.
@@ -34,7 +36,7 @@ func Compact(path string, opts *Options) (CompactResult, error) {
 	if o.ReadOnly {
 		return res, ErrReadOnly
 	}
-	if err := precheck(path); err != nil {
+	if err := precheck(path, &o); err != nil {
 		return res, err
 	}
 	src, err := openBolt(path, &o)
@@ -42,7 +44,7 @@ func Compact(path string, opts *Options) (CompactResult, error) {
 		return res, err
 	}
 	defer src.Close()
-	if err := src.View(func(btx *bolt.Tx) error { _, err := readMeta(btx, path); return err }); err != nil {
+	if err := viewContained(src, path, func(btx *bolt.Tx) error { _, err := readMeta(btx, path); return err }); err != nil {
 		return res, err
 	}
 	st, err := os.Stat(path)
@@ -54,10 +56,10 @@ func Compact(path string, opts *Options) (CompactResult, error) {
 	tmp := path + ".compact"
 	_ = os.Remove(tmp) // a leftover of an interrupted compaction
 	defer os.Remove(tmp)
-	if err := copyCompacted(tmp, src, &o); err != nil {
+	if err := copyCompacted(tmp, path, src, &o); err != nil {
 		return res, fmt.Errorf("flowrt/eventlog: compact %s: %w", path, mapWriteError(err))
 	}
-	if err := verifyCopy(tmp); err != nil {
+	if err := verifyCopy(tmp, path); err != nil {
 		return res, fmt.Errorf("flowrt/eventlog: compact %s: the copy failed verification, nothing was changed: %w", path, err)
 	}
 	if err := fsyncPath(tmp); err != nil {
@@ -75,12 +77,23 @@ func Compact(path string, opts *Options) (CompactResult, error) {
 	return res, nil
 }
 
-func copyCompacted(tmp string, src *bolt.DB, o *Options) error {
+func copyCompacted(tmp, path string, src *bolt.DB, o *Options) error {
 	dst, err := bolt.Open(tmp, 0o644, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType, NoSync: true})
 	if err != nil {
 		return err
 	}
-	err = bolt.Compact(dst, src, compactTxBytes)
+	// A damaged page of the source makes bbolt panic or fault while it
+	// walks it; bbolt rolls both transactions back on the way out.
+	err = func() (err error) {
+		defer containPanic(path, &err)
+		old := debug.SetPanicOnFault(true)
+		defer debug.SetPanicOnFault(old)
+		return bolt.Compact(dst, src, compactTxBytes)
+	}()
+	if errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) {
+		// flowrt writes neither: the source's page claims them.
+		err = &CorruptError{Path: path, Err: fmt.Errorf("bbolt: copying a damaged page: %w", err)}
+	}
 	if err == nil {
 		err = dst.Sync()
 	}
@@ -88,7 +101,9 @@ func copyCompacted(tmp string, src *bolt.DB, o *Options) error {
 }
 
 // verifyCopy opens a compacted copy as a journal and checks every record.
-func verifyCopy(path string) error {
+// The copy holds the records of src byte for byte, so a damaged record is
+// reported as src's: the copy is gone when Compact returns.
+func verifyCopy(path, src string) error {
 	l, err := Open(path, &Options{ReadOnly: true})
 	if err != nil {
 		return err
@@ -97,6 +112,11 @@ func verifyCopy(path string) error {
 	r, err := l.Check(context.Background())
 	if err != nil {
 		return err
+	}
+	for _, p := range r.Problems {
+		if ce := (*CorruptError)(nil); errors.As(p, &ce) && ce.Path == path {
+			ce.Path = src
+		}
 	}
 	if !r.OK() {
 		return errors.Join(r.Problems...)

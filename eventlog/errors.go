@@ -72,6 +72,9 @@ var (
 	// not acknowledged events that would be removed and the call is not forced.
 	ErrConsumerBehind = errors.New("flowrt/eventlog: a consumer has not acknowledged the events to remove")
 
+	// ErrClaimed is returned by Claim while another holder has the name.
+	ErrClaimed = errors.New("flowrt/eventlog: already claimed")
+
 	// ErrInvalidOptions is returned by Open, wrapped, when Options.Validate
 	// fails.
 	ErrInvalidOptions = errors.New("flowrt/eventlog: invalid options")

@@ -29,6 +29,10 @@ const DefaultStream = "events"
 // Seq, Stream and Time are assigned by Append; values the caller sets are
 // ignored. A zero ID is replaced by a new ULID. Data is opaque to the journal
 // (usually JSON).
+//
+// A read returns Data as it was appended, nil and empty told apart, and
+// Headers as they were appended, except that an empty map reads back as
+// nil. Neither aliases the caller's buffers or the journal's.
 type Event struct {
 	Seq     uint64            // dense from 1 within the stream
 	ID      ulid.ULID         // unique within the stream's dedup window

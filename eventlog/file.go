@@ -29,9 +29,13 @@ const (
 
 type boltMeta struct {
 	magic, version, pageSize uint32
-	pgid, txid               uint64
+	freelist, pgid, txid     uint64
 	sumOK                    bool
 }
+
+// boltNoFreelist is the freelist page id of a bbolt file whose freelist is
+// not synced (NoFreelistSync, or `bbolt surgery freelist abandon`).
+const boltNoFreelist = ^uint64(0)
 
 func parseBoltMeta(b []byte) boltMeta {
 	m := b[boltPageHeader : boltPageHeader+boltMetaSize]
@@ -42,6 +46,7 @@ func parseBoltMeta(b []byte) boltMeta {
 		magic:    le.Uint32(m[0:]),
 		version:  le.Uint32(m[4:]),
 		pageSize: le.Uint32(m[8:]),
+		freelist: le.Uint64(m[32:]),
 		pgid:     le.Uint64(m[40:]),
 		txid:     le.Uint64(m[48:]),
 		sumOK:    h.Sum64() == le.Uint64(m[56:]),
@@ -55,8 +60,10 @@ func (m boltMeta) valid() bool {
 // precheck inspects an existing file before bbolt maps it. bbolt trusts its
 // meta pages and faults on a file shorter than they say, so the checks it
 // cannot survive are made here: an empty or foreign file, a damaged meta
-// page, a truncated file.
-func precheck(path string) error {
+// page, a truncated file. Opened read-write, bbolt rewrites a file whose
+// freelist is not synced before flowrt can look at it; such a file is first
+// checked read-only, so a foreign one is refused unchanged.
+func precheck(path string, o *Options) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("flowrt/eventlog: open %s: %w", path, err)
@@ -71,43 +78,52 @@ func precheck(path string) error {
 		return fmt.Errorf("%w: %s is empty", ErrNotJournal, path)
 	}
 	page0 := make([]byte, boltPageHeader+boltMetaSize)
-	if _, err := f.ReadAt(page0, 0); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: %s is %d bytes, too short for a journal", ErrNotJournal, path, size)
+	if n, err := f.ReadAt(page0, 0); err != nil {
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
 		}
-		return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
+		le := binary.LittleEndian
+		if n >= boltPageHeader+8 && le.Uint32(page0[boltPageHeader:]) == boltMagic && le.Uint32(page0[boltPageHeader+4:]) == boltVersion {
+			return fmt.Errorf("%w: %s is %d bytes, shorter than its first meta page", ErrTruncated, path, size)
+		}
+		return fmt.Errorf("%w: %s is %d bytes, too short for a journal", ErrNotJournal, path, size)
 	}
 	m0 := parseBoltMeta(page0)
-	if m0.magic != boltMagic {
-		return fmt.Errorf("%w: %s is not a bbolt database (bad magic)", ErrNotJournal, path)
-	}
-	if m0.version != boltVersion {
-		return fmt.Errorf("%w: %s has bbolt version %d, want %d", ErrNotJournal, path, m0.version, boltVersion)
-	}
 	ps := m0.pageSize
-	if !m0.sumOK {
-		// The page size of a damaged page cannot be trusted: bbolt writes
-		// the OS page size, so look for the second meta page there.
-		ps = uint32(os.Getpagesize())
+	if !m0.valid() {
+		// The page size of a damaged page cannot be trusted: look for the
+		// second meta page where bbolt does, at every page size it supports.
+		ps = secondMetaPageSize(f, size)
 	}
 	if ps < boltMinPageSize || ps&(ps-1) != 0 {
 		return &CorruptError{Path: path, Err: fmt.Errorf("meta page 0 has page size %d", ps)}
 	}
 	page1 := make([]byte, boltPageHeader+boltMetaSize)
 	if _, err := f.ReadAt(page1, int64(ps)); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: %s is %d bytes, shorter than its two meta pages", ErrTruncated, path, size)
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
 		}
-		return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
+		if m0.magic != boltMagic {
+			return fmt.Errorf("%w: %s is not a bbolt database (bad magic)", ErrNotJournal, path)
+		}
+		return fmt.Errorf("%w: %s is %d bytes, shorter than its two meta pages", ErrTruncated, path, size)
 	}
 	m1 := parseBoltMeta(page1)
+	if !m0.valid() && !m1.valid() {
+		if m0.magic != boltMagic {
+			return fmt.Errorf("%w: %s is not a bbolt database (bad magic)", ErrNotJournal, path)
+		}
+		if m0.version != boltVersion {
+			return fmt.Errorf("%w: %s has bbolt version %d, want %d", ErrNotJournal, path, m0.version, boltVersion)
+		}
+	}
 	// bbolt would silently fall back to the older meta page if the newer
 	// one is damaged, dropping the last committed transaction. A meta page
 	// lies within one disk sector, so a torn write cannot explain a bad
 	// checksum: report it instead.
 	for i, m := range []boltMeta{m0, m1} {
 		if !m.valid() {
-			return &CorruptError{Path: path, Err: fmt.Errorf("bbolt meta page %d fails its checksum (run `flowrt check`; restore from backup)", i)}
+			return &CorruptError{Path: path, Err: fmt.Errorf("bbolt meta page %d is damaged (run `flowrt check`; restore from backup)", i)}
 		}
 	}
 	if m0.pageSize != m1.pageSize {
@@ -117,10 +133,114 @@ func precheck(path string) error {
 	if m1.txid > m0.txid {
 		m = m1
 	}
-	if need := int64(m.pgid) * int64(m.pageSize); size < need {
+	if need := max(int64(m.pgid), 2) * int64(m.pageSize); size < need {
 		return fmt.Errorf("%w: %s is %d bytes, its meta page says at least %d", ErrTruncated, path, size, need)
 	}
+	if m.freelist == boltNoFreelist {
+		if !o.ReadOnly {
+			return peekMeta(path, o)
+		}
+		return nil
+	}
+	return checkFreelist(f, path, m)
+}
+
+// boltFreelistFlag is the type flag of a bbolt freelist page.
+const boltFreelistFlag = 0x10
+
+// checkFreelist verifies the freelist page that m names. bbolt reads it
+// without checks when it opens a file for writing, and in Check: a count
+// beyond the page makes it allocate without bound (a fatal out-of-memory
+// error, which recover cannot contain), and a bad page id makes it free or
+// hand out pages that are in use or outside the file.
+func checkFreelist(f *os.File, path string, m boltMeta) error {
+	bad := func(format string, args ...any) error {
+		return &CorruptError{Path: path, Err: fmt.Errorf("bbolt freelist page %d: %s (restore from backup, or rebuild the freelist with `bbolt surgery freelist abandon`)", m.freelist, fmt.Sprintf(format, args...))}
+	}
+	if m.freelist < 2 || m.freelist >= m.pgid {
+		return bad("outside the file's %d pages", m.pgid)
+	}
+	le := binary.LittleEndian
+	off := int64(m.freelist) * int64(m.pageSize)
+	var hdr [boltPageHeader + 8]byte
+	if _, err := f.ReadAt(hdr[:], off); err != nil {
+		return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
+	}
+	id, flags := le.Uint64(hdr[0:]), le.Uint16(hdr[8:])
+	count, overflow := uint64(le.Uint16(hdr[10:])), uint64(le.Uint32(hdr[12:]))
+	switch {
+	case id != m.freelist:
+		return bad("its header names page %d", id)
+	case flags != boltFreelistFlag:
+		return bad("page type %#x is not a freelist", flags)
+	case m.freelist+overflow >= m.pgid:
+		return bad("%d overflow pages run past the file's %d pages", overflow, m.pgid)
+	}
+	first := uint64(0)
+	if count == 0xFFFF { // the real count is in the first element
+		count, first = le.Uint64(hdr[boltPageHeader:]), 1
+	}
+	room := ((1+overflow)*uint64(m.pageSize) - boltPageHeader) / 8
+	if count > room-first {
+		return bad("%d free page ids do not fit in %d pages", count, 1+overflow)
+	}
+	ids := make([]byte, (first+count)*8)
+	if _, err := f.ReadAt(ids, off+boltPageHeader); err != nil {
+		return fmt.Errorf("flowrt/eventlog: read %s: %w", path, err)
+	}
+	for i := first; i < first+count; i++ {
+		if id := le.Uint64(ids[i*8:]); id < 2 || id >= m.pgid {
+			return bad("free page id %d is outside the file's pages 2..%d", id, m.pgid-1)
+		}
+	}
 	return nil
+}
+
+// secondMetaPageSize returns the page size at which a valid second meta
+// page lies, trying every size bbolt supports, or the OS page size (which
+// bbolt uses when creating a file) when there is none.
+func secondMetaPageSize(f *os.File, size int64) uint32 {
+	buf := make([]byte, boltPageHeader+boltMetaSize)
+	for ps := int64(boltMinPageSize); ps <= 16<<20 && ps+int64(len(buf)) <= size; ps <<= 1 {
+		if _, err := f.ReadAt(buf, ps); err == nil {
+			if m := parseBoltMeta(buf); m.valid() && int64(m.pageSize) == ps {
+				return m.pageSize
+			}
+		}
+	}
+	return uint32(os.Getpagesize())
+}
+
+// peekMeta opens path read-only and checks flowrt's meta bucket, then every
+// page: opened for writing, bbolt rebuilds a missing freelist by walking
+// every page in a goroutine of its own, where a panic on a damaged page
+// would end the process. bbolt's Check makes the same walk and recovers.
+func peekMeta(path string, o *Options) error {
+	ro := *o
+	ro.ReadOnly = true
+	db, err := openBolt(path, &ro)
+	if err != nil {
+		return err
+	}
+	err = viewContained(db, path, func(btx *bolt.Tx) error {
+		if _, err := readMeta(btx, path); err != nil {
+			return err
+		}
+		if err := touchPages(btx); err != nil {
+			return &CorruptError{Path: path, Err: fmt.Errorf("the freelist must be rebuilt, and a page is damaged: %w", err)}
+		}
+		var first error
+		for err := range btx.Check() { // drained: bbolt's goroutine sends until done
+			if first == nil {
+				first = &CorruptError{Path: path, Err: fmt.Errorf("the freelist must be rebuilt, and a page is damaged: bbolt: %w", err)}
+			}
+		}
+		return first
+	})
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("flowrt/eventlog: close %s: %w", path, cerr)
+	}
+	return err
 }
 
 // create makes a new, empty journal at path. bbolt can leave a half-written
@@ -138,7 +258,7 @@ func create(path string, o *Options) error {
 	defer os.Remove(name)
 	db, err := bolt.Open(name, 0o644, &bolt.Options{Timeout: o.LockTimeout, OpenFile: o.OpenFile})
 	if err != nil {
-		return fmt.Errorf("flowrt/eventlog: create %s: %w", path, err)
+		return fmt.Errorf("flowrt/eventlog: create %s: %w", path, mapWriteError(err))
 	}
 	err = db.Update(func(btx *bolt.Tx) error { return initBuckets(btx) })
 	if cerr := db.Close(); err == nil {

@@ -33,6 +33,8 @@ type Log struct {
 
 	werr atomic.Pointer[error] // sticky write error
 
+	claims claims
+
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every commit
 }
@@ -56,7 +58,7 @@ func Open(path string, opts *Options) (*Log, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("flowrt/eventlog: open %s: %w", path, err)
 	}
-	if err := precheck(path); err != nil {
+	if err := precheck(path, &o); err != nil {
 		return nil, err
 	}
 	db, err := openBolt(path, &o)
@@ -94,13 +96,34 @@ func Open(path string, opts *Options) (*Log, error) {
 }
 
 func openBolt(path string, o *Options) (db *bolt.DB, err error) {
-	defer containPanic(path, &err)
+	// bbolt keeps the file it opened, and the lock on it, when it panics:
+	// note the file, and release both if it does. Its memory map is lost.
+	var file *os.File
+	openFile := o.OpenFile
+	if openFile == nil {
+		openFile = os.OpenFile
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				_ = syscall.Flock(int(file.Fd()), syscall.LOCK_UN)
+				_ = file.Close()
+			}
+			db, err = nil, &CorruptError{Path: path, Err: fmt.Errorf("bbolt: %v", r)}
+		}
+	}()
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
 	db, err = bolt.Open(path, 0o644, &bolt.Options{
 		Timeout:      o.LockTimeout,
 		ReadOnly:     o.ReadOnly,
 		NoSync:       o.SyncInterval > 0,
 		FreelistType: bolt.FreelistMapType,
-		OpenFile:     o.OpenFile,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := openFile(name, flag, perm)
+			file = f
+			return f, err
+		},
 	})
 	switch {
 	case err == nil:
@@ -185,10 +208,16 @@ func (l *Log) view(fn func(*bolt.Tx) error) (err error) {
 	if l.isClosed() {
 		return ErrClosed
 	}
-	defer containPanic(l.path, &err)
+	return viewContained(l.db, l.path, fn)
+}
+
+// viewContained runs fn in a read transaction on db, turning a panic or a
+// memory fault on a damaged page into a CorruptError.
+func viewContained(db *bolt.DB, path string, fn func(*bolt.Tx) error) (err error) {
+	defer containPanic(path, &err)
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
-	return l.db.View(fn)
+	return db.View(fn)
 }
 
 // notify wakes every goroutine waiting for a commit.

@@ -55,6 +55,9 @@ func (tx *Tx) Offset(stream, consumer string) (uint64, bool, error) {
 // past the stream's last sequence (ErrOffsetBeyondHead); setting the same
 // offset again is a no-op.
 func (tx *Tx) SetOffset(stream, consumer string, seq uint64) error {
+	if !tx.Writable() {
+		return ErrReadOnly
+	}
 	cur, _, ok, err := tx.offsetEntry(stream, consumer)
 	if err != nil {
 		return err
@@ -99,6 +102,9 @@ func (tx *Tx) DeleteOffset(stream, consumer string) error {
 	if !tx.Writable() {
 		return ErrReadOnly
 	}
+	if _, _, _, err := tx.offsetEntry(stream, consumer); err != nil {
+		return err
+	}
 	return tx.btx.Bucket(bucketOffsets).Delete(offsetKey(stream, consumer))
 }
 
@@ -112,9 +118,15 @@ func (tx *Tx) Consumers(stream string) ([]ConsumerInfo, error) {
 	var out []ConsumerInfo
 	c := tx.btx.Bucket(bucketOffsets).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		i := bytes.IndexByte(k, 0)
-		if i < 0 || len(v) != 16 {
-			return nil, &CorruptError{Path: tx.log.path, Err: fmt.Errorf("bad offset entry %q", k)}
+		// A damaged page can claim a key of any length: check the length
+		// before scanning it.
+		const maxKey = 2*MaxNameLen + 1
+		i := -1
+		if len(k) <= maxKey {
+			i = bytes.IndexByte(k, 0)
+		}
+		if i < 0 || len(v) != 16 || ValidateName(string(k[:i])) != nil || ValidateName(string(k[i+1:])) != nil {
+			return nil, &CorruptError{Path: tx.log.path, Err: fmt.Errorf("bad offset entry %q (%d bytes)", k[:min(len(k), maxKey)], len(k))}
 		}
 		ci := ConsumerInfo{
 			Stream:  string(k[:i]),

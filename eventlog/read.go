@@ -44,6 +44,11 @@ func (tx *Tx) Info(stream string) (StreamInfo, error) {
 func (tx *Tx) Streams() ([]StreamInfo, error) {
 	var out []StreamInfo
 	err := tx.btx.Bucket(bucketHeads).ForEach(func(name, _ []byte) error {
+		// A damaged page can claim a key of any length: check the length
+		// before copying it, and quote only a bounded prefix.
+		if len(name) > MaxNameLen || ValidateName(string(name)) != nil {
+			return &CorruptError{Path: tx.log.path, Err: fmt.Errorf("heads: stored stream name %q (%d bytes) is invalid", name[:min(len(name), MaxNameLen)], len(name))}
+		}
 		st, err := tx.stream(string(name), false)
 		if err != nil {
 			return err
@@ -183,11 +188,9 @@ const scanChunk = 1024
 func (l *Log) Scan(stream string, from, to uint64) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		for {
+			// On a damaged record Read returns the events before it with
+			// the error: yield those first.
 			buf, err := l.Read(stream, from, scanChunk)
-			if err != nil {
-				yield(Event{}, err)
-				return
-			}
 			for _, e := range buf {
 				if to != 0 && e.Seq > to {
 					return
@@ -195,6 +198,10 @@ func (l *Log) Scan(stream string, from, to uint64) iter.Seq2[Event, error] {
 				if !yield(e, nil) {
 					return
 				}
+			}
+			if err != nil {
+				yield(Event{}, err)
+				return
 			}
 			if len(buf) < scanChunk {
 				return

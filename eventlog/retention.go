@@ -189,6 +189,8 @@ func (l *Log) retentionLoop() {
 			for stream, r := range l.opts.Retention {
 				n, err := l.ApplyRetention(stream, r)
 				switch {
+				case errors.Is(err, ErrClosed):
+					return // Close is under way: not a failure
 				case err != nil && !isNotFound(err):
 					l.opts.Logger.Error("retention failed", "stream", stream, "err", err)
 				case n > 0:

@@ -112,7 +112,9 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		}
 		signal := s.log.commitSignal()
 		events, err := s.log.Read(s.stream, s.next, s.batch)
-		if err != nil && !isNotFound(err) {
+		// On a damaged record Read returns the events before it with the
+		// error: deliver those, and the error when Next reaches it.
+		if err != nil && !isNotFound(err) && len(events) == 0 {
 			return Event{}, err
 		}
 		if len(events) > 0 {
@@ -131,6 +133,29 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	s.buf = s.buf[1:]
 	s.next = e.Seq + 1
 	return e, nil
+}
+
+// NextBatch appends to dst up to max events and returns the extended
+// slice: at least one, waiting for a commit if none is there, and otherwise
+// only what can be had without waiting. Errors are those of Next.
+func (s *Subscription) NextBatch(ctx context.Context, dst []Event, max int) ([]Event, error) {
+	if max <= 0 {
+		return dst, nil
+	}
+	if len(s.buf) == 0 {
+		e, err := s.Next(ctx)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, e)
+		max--
+	}
+	if n := min(max, len(s.buf)); n > 0 {
+		dst = append(dst, s.buf[:n]...)
+		s.buf = s.buf[n:]
+		s.next = dst[len(dst)-1].Seq + 1
+	}
+	return dst, nil
 }
 
 // NextSeq returns the sequence the subscription will read from next.

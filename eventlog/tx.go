@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Tx is a transaction on the journal, handed to the function given to
@@ -106,7 +107,9 @@ func (tx *Tx) stream(name string, create bool) (*streamTx, error) {
 			return nil, fmt.Errorf("%w: stream %q", ErrNotFound, name)
 		}
 		for _, b := range [][]byte{eventsBucket(name), idsBucket(name)} {
-			if _, err := tx.btx.CreateBucket(b); err != nil {
+			if _, err := tx.btx.CreateBucket(b); errors.Is(err, berrors.ErrBucketExists) {
+				return nil, tx.corrupt(name, 0, fmt.Errorf("bucket %q exists but the stream has no head", b))
+			} else if err != nil {
 				return nil, err
 			}
 		}
