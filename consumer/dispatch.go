@@ -1,0 +1,441 @@
+package consumer
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flowrt/flowrt/eventlog"
+)
+
+// item is one event on its way through the Reader.
+type item struct {
+	ev         eventlog.Event
+	attempts   int       // failed attempts so far, persisted
+	first      time.Time // first failure
+	due        time.Time // earliest next attempt
+	holdsKey   bool      // this item owns its key's turn
+	redelivery bool      // a dead letter redelivered on request: outside the window
+}
+
+type outcome uint8
+
+const (
+	acked        outcome = iota // handler returned nil
+	retrying                    // failed; persisted; due again at item.due
+	deadLettered                // failed for good; persisted
+	interrupted                 // stopped by Close or an expired Shutdown: not counted
+	deferred                    // not run: an earlier item of its key failed in the same batch
+)
+
+type result struct {
+	it      *item
+	outcome outcome
+	err     error // a persistence failure: fatal for the Reader
+}
+
+type fetched struct {
+	events []eventlog.Event
+	err    error
+}
+
+// fetchBatch is how many events the fetcher reads at once.
+const fetchBatch = 256
+
+// redeliverPoll is how often a running Reader looks for dead letters queued
+// for redelivery.
+const redeliverPoll = time.Second
+
+// run starts the fetcher, the workers and the committer, runs the dispatch
+// loop on the calling goroutine, and stops them all before returning.
+func (r *Reader) run(intake, work context.Context, h Handler) error {
+	floor := r.floor.Load()
+	state, err := r.loadState(floor)
+	if err != nil {
+		return err
+	}
+	sub, err := r.j.Subscribe(r.stream, eventlog.AtSeq(floor+1))
+	if err != nil {
+		return fmt.Errorf("flowrt/consumer: subscribe %q: %w", r.stream, err)
+	}
+	fetchCtx, stopFetch := context.WithCancel(intake)
+	defer stopFetch()
+	var wg sync.WaitGroup
+	in := make(chan fetched)
+	wg.Go(func() { fetch(fetchCtx, sub, in) })
+	jobs := make(chan *batch)
+	results := make(chan *batch, r.opts.Workers) // a worker holds one batch at a time: sends never block
+	for range r.opts.Workers {
+		wg.Go(func() { r.work(work, h, jobs, results) })
+	}
+	kick := make(chan struct{}, 1)
+	stopCommit := make(chan struct{})
+	commitErr := make(chan error, 1)
+	go func() { commitErr <- r.commitLoop(kick, stopCommit) }()
+
+	d := &dispatcher{r: r, win: newWindow(floor), held: make(map[string]int), state: state, redelivering: make(map[uint64]bool)}
+	loopErr := d.loop(intake, in, jobs, results, kick)
+	r.doneAbove = d.win.doneAbove()
+
+	stopFetch()
+	close(jobs)
+	wg.Wait()
+	close(stopCommit)
+	return errors.Join(loopErr, <-commitErr)
+}
+
+func fetch(ctx context.Context, sub *eventlog.Subscription, out chan<- fetched) {
+	for {
+		evs, err := sub.NextBatch(ctx, make([]eventlog.Event, 0, fetchBatch), fetchBatch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			evs = nil
+		}
+		select {
+		case out <- fetched{events: evs, err: err}:
+			if err != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// commitLoop commits the floor when kicked and once more when stopped.
+func (r *Reader) commitLoop(kick <-chan struct{}, stop <-chan struct{}) error {
+	for {
+		select {
+		case <-kick:
+			if err := r.commit(r.floor.Load(), nil); err != nil {
+				r.opts.Logger.Error("commit failed", "consumer", r.name, "stream", r.stream, "err", err)
+			}
+		case <-stop:
+			return r.commit(r.floor.Load(), r.doneAbove)
+		}
+	}
+}
+
+// dispatcher is the Reader's state while it runs, owned by the loop
+// goroutine alone.
+type dispatcher struct {
+	r            *Reader
+	win          *window
+	held         map[string]int   // per key: items out (in a batch, or waiting for a retry that holds the key)
+	ready        []*item          // items to hand to workers, in sequence order
+	backlog      []eventlog.Event // fetched, not yet admitted (window full)
+	timers       retryHeap
+	running      int      // items with a worker, outcome not collected
+	batches      []*batch // batches with a worker
+	spare        *batch   // formed for an idle worker, until one takes it
+	state        persistedState
+	redelivering map[uint64]bool
+	lastKick     uint64
+}
+
+func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<- *batch, results <-chan *batch, kick chan<- struct{}) error {
+	opts := &d.r.opts
+	ticker := time.NewTicker(opts.CommitInterval)
+	defer ticker.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	poll := time.NewTicker(redeliverPoll)
+	defer poll.Stop()
+	d.pollRedeliveries()
+	intakeDone := intake.Done()
+	accepting := true
+	var fatal error
+	stop := func(err error) {
+		if fatal == nil {
+			fatal = err
+		}
+		accepting, intakeDone = false, nil
+		// Items not started are not delivered now: the next run has them.
+		for _, b := range d.batches {
+			d.running -= len(b.reclaim())
+		}
+		d.spare = nil
+	}
+	// gather collects the outcomes the workers have published, including
+	// those of batches still running, and gives idle workers the items
+	// not started behind a busy handler.
+	gather := func() {
+		for _, b := range d.batches {
+			if err := d.collect(b); err != nil {
+				stop(err)
+			}
+		}
+		if accepting && len(d.ready) == 0 && len(d.batches) < opts.Workers {
+			for _, b := range d.batches {
+				its := b.reclaim()
+				d.running -= len(its)
+				for _, it := range its {
+					d.unhold(it)
+					d.makeReady(it)
+				}
+			}
+		}
+	}
+	for {
+		d.admit()
+		d.armTimer(timer)
+		var inC <-chan fetched
+		if accepting && len(d.backlog) == 0 && d.win.size() < opts.MaxInFlight {
+			inC = in
+		}
+		// A batch is formed only for a worker known to be idle, after its
+		// last batch's outcomes are in: with one worker, events then run in
+		// sequence order.
+		if accepting && d.spare == nil && len(d.batches) < opts.Workers {
+			d.spare = d.formBatch()
+		}
+		var jobC chan<- *batch
+		if d.spare != nil {
+			jobC = jobs
+		}
+		if !accepting && d.running == 0 && len(d.batches) == 0 {
+			return fatal // every worker is idle: none is left blocked on results
+		}
+		select {
+		case f := <-inC:
+			if f.err != nil {
+				stop(fmt.Errorf("flowrt/consumer: read %q: %w", d.r.stream, f.err))
+				continue
+			}
+			d.backlog = f.events
+		case jobC <- d.spare:
+			b := d.spare
+			d.spare = nil
+			d.running += len(b.items)
+			d.batches = append(d.batches, b)
+		case b := <-results:
+			d.batches = slices.DeleteFunc(d.batches, func(x *batch) bool { return x == b })
+			if err := d.collect(b); err != nil {
+				stop(err)
+			}
+			gather()
+			d.maybeKick(kick, false)
+		case <-timer.C:
+			d.fireTimers(time.Now())
+		case <-ticker.C:
+			gather()
+			d.maybeKick(kick, true)
+		case <-poll.C:
+			if accepting {
+				d.pollRedeliveries()
+			}
+		case <-intakeDone:
+			stop(nil) // drain: no new deliveries, wait for running handlers
+		}
+	}
+}
+
+// collect handles the outcomes b has published since the last collect. It
+// returns the first persistence failure; the event it concerns is not
+// done, so the floor must not pass it.
+func (d *dispatcher) collect(b *batch) error {
+	var fatal error
+	for _, res := range b.collect() {
+		d.running--
+		if res.err != nil {
+			if fatal == nil {
+				fatal = res.err
+			}
+			continue
+		}
+		d.handle(res)
+	}
+	return fatal
+}
+
+// formBatch takes, in sequence order, up to an even share of the ready
+// items whose keys no other batch holds, or nil when none is. Same-key items
+// may share a batch: its worker runs them in order. Once a key is skipped,
+// its later items are skipped too, so per-key order holds.
+func (d *dispatcher) formBatch() *batch {
+	if len(d.ready) == 0 {
+		return nil
+	}
+	limit := max(1, min((len(d.ready)+d.r.opts.Workers-1)/d.r.opts.Workers, fetchBatch))
+	var items []*item
+	var mine, skipped map[string]bool
+	rest := d.ready[:0]
+	for i, it := range d.ready {
+		if len(items) == limit {
+			rest = append(rest, d.ready[i:]...)
+			break
+		}
+		k := it.ev.Key
+		// A retrying item that holds its key waits until the later items of
+		// its key it was batched with have come back (deferred): only then
+		// is it the key's sole item out.
+		blocked := it.holdsKey && d.held[k] > 1
+		if k != "" && (blocked || !it.holdsKey && (skipped[k] || (d.held[k] > 0 && !mine[k]))) {
+			if skipped == nil {
+				skipped = map[string]bool{}
+			}
+			skipped[k] = true
+			rest = append(rest, it)
+			continue
+		}
+		if k != "" {
+			if !it.holdsKey {
+				d.held[k]++
+			}
+			if mine == nil {
+				mine = map[string]bool{}
+			}
+			mine[k] = true
+		}
+		items = append(items, it)
+	}
+	clear(d.ready[len(rest):])
+	d.ready = rest
+	if len(items) == 0 {
+		return nil
+	}
+	return &batch{items: items}
+}
+
+// admit moves fetched events into the window while it has room.
+func (d *dispatcher) admit() {
+	n := 0
+	for _, ev := range d.backlog {
+		if d.win.size() >= d.r.opts.MaxInFlight {
+			break
+		}
+		n++
+		d.win.admit(ev.Seq)
+		if d.state.done[ev.Seq] {
+			delete(d.state.done, ev.Seq)
+			d.complete(ev.Seq)
+			continue
+		}
+		it := &item{ev: ev}
+		if rec, ok := d.state.retries[ev.Seq]; ok {
+			delete(d.state.retries, ev.Seq)
+			it.attempts, it.first, it.due = rec.Attempts, time.Unix(0, rec.First), time.Unix(0, rec.Due)
+		}
+		d.r.stats.inFlight.Add(1)
+		d.schedule(it)
+	}
+	d.backlog = d.backlog[n:]
+	if len(d.backlog) == 0 {
+		d.backlog = nil
+	}
+}
+
+// schedule makes the item ready, or waits for its due time.
+func (d *dispatcher) schedule(it *item) {
+	if time.Until(it.due) > 0 {
+		heap.Push(&d.timers, it)
+		return
+	}
+	d.makeReady(it)
+}
+
+// makeReady inserts the item into the ready list in sequence order.
+// Fetched items arrive in order, so this is usually an append.
+func (d *dispatcher) makeReady(it *item) {
+	n := len(d.ready)
+	if n == 0 || d.ready[n-1].ev.Seq < it.ev.Seq {
+		d.ready = append(d.ready, it)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(d.ready, it.ev.Seq, func(x *item, seq uint64) int { return cmp.Compare(x.ev.Seq, seq) })
+	d.ready = slices.Insert(d.ready, i, it)
+}
+
+// unhold releases the item's count on its key.
+func (d *dispatcher) unhold(it *item) {
+	k := it.ev.Key
+	if k == "" || it.holdsKey {
+		return
+	}
+	if d.held[k]--; d.held[k] <= 0 {
+		delete(d.held, k)
+	}
+}
+
+func (d *dispatcher) handle(res result) {
+	it := res.it
+	switch res.outcome {
+	case acked, deadLettered:
+		it.holdsKey = false
+		d.unhold(it)
+		if it.redelivery {
+			delete(d.redelivering, it.ev.Seq)
+			return
+		}
+		d.r.stats.inFlight.Add(-1)
+		d.complete(it.ev.Seq)
+	case retrying:
+		if d.r.opts.KeyFailure == SkipAhead || it.ev.Key == "" {
+			it.holdsKey = false
+			d.unhold(it)
+		} else {
+			it.holdsKey = true // later events of the key wait for it
+		}
+		heap.Push(&d.timers, it)
+	case deferred:
+		d.unhold(it)
+		d.makeReady(it) // behind the failed item, which holds the key
+	case interrupted:
+		// Not done: delivered again after the next start.
+	}
+}
+
+func (d *dispatcher) complete(seq uint64) {
+	if d.win.complete(seq) {
+		d.r.floor.Store(d.win.floor)
+	}
+}
+
+// maybeKick asks the committer to commit the floor: on the interval
+// (onTick) or once the floor has moved CommitEvery events.
+func (d *dispatcher) maybeKick(kick chan<- struct{}, onTick bool) {
+	f := d.win.floor
+	if f <= d.lastKick || (!onTick && f-d.lastKick < uint64(d.r.opts.CommitEvery)) {
+		return
+	}
+	d.lastKick = f
+	select {
+	case kick <- struct{}{}:
+	default: // a commit is pending; it will read the newest floor
+	}
+}
+
+func (d *dispatcher) armTimer(t *time.Timer) {
+	if len(d.timers) == 0 {
+		return
+	}
+	t.Reset(max(time.Until(d.timers[0].due), 0))
+}
+
+func (d *dispatcher) fireTimers(now time.Time) {
+	for len(d.timers) > 0 && !d.timers[0].due.After(now) {
+		d.makeReady(heap.Pop(&d.timers).(*item))
+	}
+}
+
+// retryHeap orders items waiting for their retry by due time.
+type retryHeap []*item
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(*item)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
