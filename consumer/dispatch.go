@@ -322,6 +322,12 @@ func (d *dispatcher) admit() {
 		if rec, ok := d.state.retries[ev.Seq]; ok {
 			delete(d.state.retries, ev.Seq)
 			it.attempts, it.first, it.due = rec.Attempts, time.Unix(0, rec.First), time.Unix(0, rec.Due)
+			if k := ev.Key; k != "" && d.r.opts.KeyFailure == HoldKey {
+				// A retry carried over from the last run keeps its key's
+				// turn, as it would have had it not stopped.
+				it.holdsKey = true
+				d.held[k]++
+			}
 		}
 		d.r.stats.inFlight.Add(1)
 		d.schedule(it)

@@ -47,8 +47,10 @@ type Retry struct {
 }
 
 // Backoff returns the delay before attempt+1 after attempt failures
-// (attempt ≥ 1), jittered with r in [0, 1).
+// (attempt ≥ 1), jittered with r in [0, 1). Zero fields take their
+// defaults.
 func (p Retry) Backoff(attempt int, r float64) time.Duration {
+	p = p.withDefaults()
 	d := float64(p.Base)
 	for i := 1; i < attempt && d < float64(p.Max); i++ {
 		d *= p.Multiplier
@@ -59,6 +61,25 @@ func (p Retry) Backoff(attempt int, r float64) time.Duration {
 }
 
 func (p Retry) delay(attempt int) time.Duration { return p.Backoff(attempt, rand.Float64()) }
+
+func (p Retry) withDefaults() Retry {
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = 5
+	}
+	if p.Base == 0 {
+		p.Base = 200 * time.Millisecond
+	}
+	if p.Max == 0 {
+		p.Max = time.Minute
+	}
+	if p.Multiplier == 0 {
+		p.Multiplier = 2
+	}
+	if p.Jitter == 0 {
+		p.Jitter = 0.2
+	}
+	return p
+}
 
 // Options configures a Reader. A nil *Options, and every zero field, means
 // the default in the field's comment.
@@ -119,21 +140,7 @@ func (o *Options) withDefaults() Options {
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = 30 * time.Second
 	}
-	if c.Retry.MaxAttempts == 0 {
-		c.Retry.MaxAttempts = 5
-	}
-	if c.Retry.Base == 0 {
-		c.Retry.Base = 200 * time.Millisecond
-	}
-	if c.Retry.Max == 0 {
-		c.Retry.Max = time.Minute
-	}
-	if c.Retry.Multiplier == 0 {
-		c.Retry.Multiplier = 2
-	}
-	if c.Retry.Jitter == 0 {
-		c.Retry.Jitter = 0.2
-	}
+	c.Retry = c.Retry.withDefaults()
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 100 * time.Millisecond
 	}

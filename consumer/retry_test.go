@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -238,4 +239,45 @@ func TestOtherKeysFlow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHoldKeyAcrossRestart: a retry carried over from an earlier run keeps
+// holding its key, so the key's later events still wait for it.
+func TestHoldKeyAcrossRestart(t *testing.T) {
+	l := openLog(t)
+	appendKeys(t, l, "a", "a", "b")
+	retry := consumer.Retry{MaxAttempts: 5, Base: 300 * time.Millisecond, Max: 300 * time.Millisecond}
+
+	failed := make(chan struct{}, 1)
+	r1 := openReader(t, l, "c", &consumer.Options{Retry: retry})
+	errc := start(r1, func(_ context.Context, e eventlog.Event) error {
+		if e.Seq == 1 {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errTransient
+		}
+		return nil
+	})
+	waitClosed(t, "event 1 to fail", failed)
+	waitFor(t, "the failure to be recorded", func() bool { return r1.Stats().Retried == 1 })
+	require.NoError(t, r1.Close())
+	require.ErrorIs(t, runResult(t, errc), consumer.ErrClosed)
+
+	var mu sync.Mutex
+	var order []uint64
+	rec := newRecorder()
+	r2 := openReader(t, l, "c", &consumer.Options{Workers: 4, Retry: retry})
+	errc = start(r2, func(ctx context.Context, e eventlog.Event) error {
+		mu.Lock()
+		order = append(order, e.Seq)
+		mu.Unlock()
+		return rec.handle(ctx, e)
+	})
+	waitFloor(t, r2, 3)
+	shutdown(t, r2, errc)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Less(t, slices.Index(order, 1), slices.Index(order, 2), "event 2 of key a waited for the retry of event 1: %v", order)
 }

@@ -77,14 +77,18 @@ func (r *Reader) process(ctx context.Context, h Handler, it *item) result {
 		return result{it: it, outcome: deadLettered, err: perr}
 	}
 	it.due = now.Add(r.opts.Retry.delay(it.attempts))
-	r.stats.retried.Add(1)
 	if it.redelivery {
 		// Redeliveries lie below the floor, where retry records are swept;
 		// the queued mark survives a crash instead.
+		r.stats.retried.Add(1)
 		return result{it: it, outcome: retrying}
 	}
 	rec := retryRecord{Attempts: it.attempts, First: it.first.UnixNano(), Last: now.UnixNano(), Due: it.due.UnixNano(), LastError: err.Error()}
-	return result{it: it, outcome: retrying, err: r.persist(func(b buckets) error { return putRecord(b.retries, seq, &rec) })}
+	perr := r.persist(func(b buckets) error { return putRecord(b.retries, seq, &rec) })
+	if perr == nil {
+		r.stats.retried.Add(1)
+	}
+	return result{it: it, outcome: retrying, err: perr}
 }
 
 // call runs the handler, turning a panic into an error.
