@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -29,11 +30,11 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseWorkloads(t *testing.T) {
-	ids, err := parseWorkloads("3, 1,3")
-	if err != nil || len(ids) != 2 || ids[0] != 3 || ids[1] != 1 {
-		t.Fatalf("parseWorkloads = %v, %v; want [3 1]", ids, err)
+	ids, err := parseWorkloads("3, 1,3,4")
+	if err != nil || len(ids) != 3 || ids[0] != 3 || ids[1] != 1 || ids[2] != 4 {
+		t.Fatalf("parseWorkloads = %v, %v; want [3 1 4]", ids, err)
 	}
-	for _, bad := range []string{"", "0", "4", "x"} {
+	for _, bad := range []string{"", "0", "5", "x"} {
 		if _, err := parseWorkloads(bad); err == nil {
 			t.Errorf("parseWorkloads(%q) = nil error", bad)
 		}
@@ -46,15 +47,40 @@ func TestReadIO(t *testing.T) {
 	}
 }
 
-// TestRunSmoke runs every workload and variant at a tiny size and checks the
-// JSON report, the cleanup of the directory and of goroutines.
+func TestResidency(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := warmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	r, err := dirResidency(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.total != int64((1<<20)/os.Getpagesize()) || r.resident == 0 {
+		t.Fatalf("after warmDir: %d of %d pages resident", r.resident, r.total)
+	}
+	ev, err := evictDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Some file systems (tmpfs) cannot drop their pages: only log it.
+	t.Logf("after evictDir: %d of %d pages resident (%s)", ev.after.resident, ev.after.total, ev.method)
+}
+
+// TestRunSmoke runs every workload and variant, and the heap check, at a
+// tiny size and checks the JSON report, the cleanup of the directory and of
+// goroutines.
 func TestRunSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts three NATS servers")
+		t.Skip("starts several NATS servers")
 	}
 	dir := t.TempDir()
 	var out bytes.Buffer
-	args := []string{"-json", "-dir", dir, "-n1", "10", "-writers", "4", "-n2", "3", "-n3", "2000", "-batch", "500", "-count", "2"}
+	args := []string{"-json", "-dir", dir, "-n1", "10", "-writers", "4", "-n2", "3", "-n3", "2000", "-batch", "500", "-count", "2",
+		"-workloads", "1,2,3,4", "-n4", "2500", "-heap", "-heapn", "5000"}
 	if err := run(context.Background(), args, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -62,22 +88,37 @@ func TestRunSmoke(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("decode report: %v\n%s", err, out.Bytes())
 	}
-	if len(rep.Workloads) != 3 {
-		t.Fatalf("%d workloads, want 3", len(rep.Workloads))
+	if len(rep.Workloads) != 4 {
+		t.Fatalf("%d workloads, want 4", len(rep.Workloads))
 	}
 	for _, w := range rep.Workloads {
 		if len(w.Results) < 3 {
 			t.Errorf("W%d: %d results", w.ID, len(w.Results))
 		}
 		for _, r := range w.Results {
-			if r.Error != "" || r.RecordsPerSec <= 0 || r.P50Micros <= 0 || r.FileBytesPerRecord < payloadSize {
+			if r.Error != "" || r.RecordsPerSec <= 0 || r.FileBytesPerRecord < payloadSize {
 				t.Errorf("W%d %s: %+v", w.ID, r.Key, r)
+			}
+			if latency := w.Unit != ""; latency != (r.P50Micros > 0) || latency == (r.ResidentPercent != nil) {
+				t.Errorf("W%d %s: unit %q, p50 %v µs, resident %v", w.ID, r.Key, w.Unit, r.P50Micros, r.ResidentPercent)
 			}
 		}
 		for _, tr := range w.Targets {
 			if rep.FlowrtBuilt && tr.Status != "PASS" && tr.Status != "MISS" {
 				t.Errorf("W%d target %q: status %q", w.ID, tr.Target, tr.Status)
 			}
+		}
+	}
+	if h := rep.Heap; h == nil || (len(h.Runs) == 2) != rep.FlowrtBuilt {
+		t.Errorf("heap report: %+v", h)
+	} else if rep.FlowrtBuilt {
+		for _, r := range h.Runs {
+			if r.Error != "" || r.PeakMiB <= 0 || r.Samples < 2 {
+				t.Errorf("heap run %+v", r)
+			}
+		}
+		if h.Target.Status != "PASS" && h.Target.Status != "MISS" {
+			t.Errorf("heap target %+v", h.Target)
 		}
 	}
 	if rep.Goroutines[1] > rep.Goroutines[0] {

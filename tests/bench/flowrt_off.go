@@ -2,7 +2,10 @@
 
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // flowrtBuilt says whether this binary measures flowrt. The noflowrt tag
 // leaves flowrt out, for a peers-only run while the journal does not build.
@@ -19,3 +22,13 @@ func openFlowrt(string) (*flowrtLog, error) { return nil, errFlowrtOff }
 func (*flowrtLog) Append([]byte) error        { return errFlowrtOff }
 func (*flowrtLog) AppendBatch([][]byte) error { return errFlowrtOff }
 func (*flowrtLog) Close() error               { return nil }
+
+// flowrtReader stands in for flowrt.go's workload 4 reader; it is never
+// opened.
+type flowrtReader struct{}
+
+func openFlowrtReader(string, int) (*flowrtReader, error) { return nil, errFlowrtOff }
+
+func (*flowrtReader) Prepare(context.Context) error { return errFlowrtOff }
+func (*flowrtReader) Scan(context.Context) error    { return errFlowrtOff }
+func (*flowrtReader) Close() error                  { return nil }

@@ -1,8 +1,10 @@
 // Command bench runs flowrt's headline workloads (BASELINE.md, workloads
-// 1–3) against the disk's limit and the peer stores side by side in one
+// 1–4) against the disk's limit and the peer stores side by side in one
 // run, and prints per workload a table of records/s, µs/op, p50/p99 latency
 // of the blocking unit, disk bytes written and stored per record, and the
-// ratios of flowrt to every peer and to its targets. See README.md.
+// ratios of flowrt to every peer and to its targets. With -heap it also
+// measures the peak heap of a flowrt consumer catching up with a large
+// backlog. See README.md.
 package main
 
 import (
@@ -42,20 +44,27 @@ func main() {
 	}
 }
 
+// onlyUsage is the help of -only.
+const onlyUsage = "comma-separated variant keys to run (raw, bbolt, bbolt-batch, bbolt-batch-1ms, jetstream, jetstream-default, flowrt; " +
+	"workload 4: flowrt-warm, flowrt-cold, bbolt-warm, bbolt-warm-nodecode, bbolt-cold, jetstream-consumer, or a store: flowrt, bbolt, jetstream)"
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		list    = fs.String("workloads", "1,2,3", "comma-separated workloads to run")
-		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 records)")
+		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 / 100,000 records; heap check 1,000,000)")
 		n1      = fs.Int("n1", 0, "workload 1: appends (default 20,000)")
 		writers = fs.Int("writers", 0, "workload 2: concurrent writers, and the raw reference's batch size (default 64)")
 		n2      = fs.Int("n2", 0, "workload 2: appends per writer (default 1,000)")
 		n3      = fs.Int("n3", 0, "workload 3: records (default 1,000,000)")
 		batch   = fs.Int("batch", 0, "workload 3: records per batch (default 1,000)")
+		n4      = fs.Int("n4", 0, "workload 4: records prefilled and read (default 1,000,000); also the heap check's small backlog")
+		heap    = fs.Bool("heap", false, "after the workloads, measure a flowrt consumer's peak heap catching up -n4 and -heapn events (minutes, ~4 GB of disk)")
+		heapN   = fs.Int("heapn", 0, "heap check: the large backlog (default 10,000,000)")
 		dir     = fs.String("dir", os.TempDir(), "directory for the variants' temporary directories (disk-backed)")
 		seed    = fs.Uint64("seed", 1, "seed of the payload bytes")
-		only    = fs.String("only", "", "comma-separated variant keys to run (raw, bbolt, bbolt-batch, bbolt-batch-1ms, jetstream, jetstream-default, flowrt)")
+		only    = fs.String("only", "", onlyUsage)
 		rounds  = fs.Int("count", 1, "rounds: each workload runs its variants in turn this many times and reports each one's median")
 		asJSON  = fs.Bool("json", false, "print one JSON document instead of tables")
 	)
@@ -63,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	s := defaultSizes(*quick)
-	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}} {
+	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}, {n4, &s.n4}, {heapN, &s.heapN}} {
 		if *o.flag < 0 {
 			return errors.New("sizes must be positive")
 		}
@@ -121,6 +130,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			wr.writeTable(stdout)
 		}
 	}
+	if *heap {
+		if rep.Heap, err = runHeapCheck(ctx, e, []int{s.n4, s.heapN}); err != nil {
+			return fmt.Errorf("heap check: %w", err)
+		}
+		if !*asJSON {
+			rep.Heap.write(stdout)
+		}
+	}
 	rep.Goroutines[1] = settledGoroutines(rep.Goroutines[0], 5*time.Second)
 	if *asJSON {
 		return rep.writeJSON(stdout)
@@ -129,13 +146,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// parseWorkloads parses -workloads: distinct numbers among 1–3, in order.
+// parseWorkloads parses -workloads: distinct numbers among 1–4, in order.
 func parseWorkloads(list string) ([]int, error) {
 	var ids []int
 	for f := range strings.SplitSeq(list, ",") {
 		id, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || id < 1 || id > 3 {
-			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3 (4–6 are not written yet)", f)
+		if err != nil || id < 1 || id > 4 {
+			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3, 4 (5 and 6 are not written yet)", f)
 		}
 		if !slices.Contains(ids, id) {
 			ids = append(ids, id)

@@ -152,3 +152,92 @@ func (j *jetStream) Close() error {
 	j.srv.WaitForShutdown()
 	return nil
 }
+
+const (
+	// jsFetchBatch is how many messages one pull request of workload 4's
+	// consumer asks for.
+	jsFetchBatch = 256
+	// jsFetchWait bounds one pull request; a full one returns at once.
+	jsFetchWait = 10 * time.Second
+)
+
+// jsReader is workload 4's JetStream peer: the server restarted on the
+// prefilled store, and for each read a new durable pull consumer (explicit
+// ack, deliver all) that fetches jsFetchBatch messages per request and acks
+// each. The last ack is a double ack, which waits for the server to have
+// processed it and so every earlier ack of the connection. Not safe for
+// concurrent use.
+type jsReader struct {
+	j    *jetStream
+	n    int
+	cons jetstream.Consumer
+}
+
+func openJetStreamReader(dir string, n int) (*jsReader, error) {
+	j, err := openJetStream(dir, jsDefault, jsAsyncPublish)
+	if err != nil {
+		return nil, err
+	}
+	return &jsReader{j: j, n: n}, nil
+}
+
+func (r *jsReader) Prepare(ctx context.Context) error {
+	cons, err := r.j.js.CreateConsumer(ctx, jsStream, jetstream.ConsumerConfig{
+		Durable:       newReadName(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("bench/jetstream: create consumer: %w", err)
+	}
+	r.cons = cons
+	return nil
+}
+
+func (r *jsReader) Scan(ctx context.Context) error {
+	if r.cons == nil {
+		return errors.New("bench/jetstream: scan without prepare")
+	}
+	cons := r.cons
+	r.cons = nil
+	got := 0
+	for got < r.n {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch, err := cons.Fetch(min(jsFetchBatch, r.n-got), jetstream.FetchMaxWait(jsFetchWait))
+		if err != nil {
+			return fmt.Errorf("bench/jetstream: fetch: %w", err)
+		}
+		fetched := 0
+		for msg := range batch.Messages() {
+			fetched++
+			got++
+			if got < r.n {
+				err = msg.Ack()
+			} else {
+				err = msg.DoubleAck(ctx)
+			}
+			if err != nil {
+				return fmt.Errorf("bench/jetstream: ack: %w", err)
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("bench/jetstream: fetch: %w", err)
+		}
+		if fetched == 0 {
+			return fmt.Errorf("bench/jetstream: fetch returned nothing after %d of %d messages", got, r.n)
+		}
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("bench/jetstream: consumer info: %w", err)
+	}
+	if info.AckFloor.Stream != uint64(r.n) || info.NumAckPending != 0 {
+		return fmt.Errorf("bench/jetstream: after the last ack: ack floor %d, %d pending; want %d, 0",
+			info.AckFloor.Stream, info.NumAckPending, r.n)
+	}
+	return nil
+}
+
+func (r *jsReader) Close() error { return r.j.Close() }

@@ -9,8 +9,11 @@ import (
 )
 
 // result is one variant's measurement: with several rounds, the round with
-// the median records/s. Per-record figures count the timed records only; FileBytesPerRecord divides the final size of the variant's
-// files by every record written, warm-up included.
+// the median records/s. Per-record figures count the timed records only;
+// FileBytesPerRecord divides the final size of the variant's files by every
+// record written, warm-up included. Workload 4's reads have no latency
+// samples (P50Micros and P99Micros are 0) and set Cache, ResidentPercent and,
+// when cold, Eviction.
 type result struct {
 	Key                 string  `json:"key"`
 	Name                string  `json:"name"`
@@ -23,21 +26,31 @@ type result struct {
 	WriteBytesPerRecord float64 `json:"write_bytes_per_record"`
 	FileBytesPerRecord  float64 `json:"file_bytes_per_record"`
 	VsReference         float64 `json:"vs_reference,omitempty"` // records/s ÷ the reference's
-	Error               string  `json:"error,omitempty"`
+	// Cache is "warm" or "cold": whether a read started with the store's
+	// pages in the page cache (workload 4 only).
+	Cache string `json:"cache,omitempty"`
+	// ResidentPercent is the share of the store's file pages in the page
+	// cache when the timed read started, by mincore(2) (workload 4 only).
+	ResidentPercent *float64 `json:"resident_percent_at_start,omitempty"`
+	// Eviction is how a cold read's files left the page cache.
+	Eviction string `json:"eviction,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
-// ratio is flowrt's records/s divided by one peer's.
+// ratio is a flowrt variant's records/s divided by one peer's.
 type ratio struct {
-	Peer  string  `json:"peer"`
-	Value float64 `json:"value"`
+	Flowrt string  `json:"flowrt"`
+	Peer   string  `json:"peer"`
+	Value  float64 `json:"value"`
 }
 
 // targetKind says what a target compares.
 type targetKind int
 
 const (
-	targetRatioAtLeast targetKind = iota // flowrt records/s ÷ the reference's ≥ limit
-	targetBytesAtMost                    // flowrt write bytes/record ÷ payload size ≤ limit
+	targetRatioAtLeast    targetKind = iota // flowrt records/s ÷ the reference's ≥ limit
+	targetBytesAtMost                       // flowrt write bytes/record ÷ payload size ≤ limit
+	targetVariantsAtLeast                   // records/s of variant num ÷ of variant den ≥ limit
 )
 
 // target is a goal flowrt is held to in one workload.
@@ -45,15 +58,21 @@ type target struct {
 	kind  targetKind
 	limit float64
 	desc  string
+	// num and den are the variant keys a targetVariantsAtLeast divides.
+	num, den string
+	// info marks a figure the issue expects but does not hold flowrt to:
+	// it is evaluated and printed as information.
+	info bool
 }
 
 // targetResult is a target evaluated on one run. Status is PASS, MISS, or
-// n/a when flowrt or the reference did not run.
+// n/a when flowrt or the variant it is compared with did not run.
 type targetResult struct {
 	Target string  `json:"target"`
 	Limit  float64 `json:"limit"`
 	Value  float64 `json:"value"`
 	Status string  `json:"status"`
+	Info   bool    `json:"info,omitempty"`
 }
 
 // workloadReport is one workload's results, ratios and targets.
@@ -67,6 +86,9 @@ type workloadReport struct {
 	Results []result       `json:"results"`
 	Ratios  []ratio        `json:"flowrt_vs_peer,omitempty"`
 	Targets []targetResult `json:"targets"`
+	// Notes are lines printed under the table: how workload 4's cache
+	// states were made, and warnings about them.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // evaluate fills VsReference, the flowrt ratios and the targets.
@@ -89,16 +111,27 @@ func (w *workloadReport) evaluate(targets []target, payload int) {
 			r.VsReference = r.RecordsPerSec / ref.RecordsPerSec
 		}
 	}
-	if fl != nil {
+	// Every flowrt variant against every peer read with the same cache
+	// state; workloads 1–3 have one flowrt variant and no cache states.
+	for _, f := range w.Results {
+		if f.Role != roleFlowrt.String() || f.Error != "" {
+			continue
+		}
 		for _, r := range w.Results {
-			if r.Role != roleFlowrt.String() && r.Error == "" {
-				w.Ratios = append(w.Ratios, ratio{Peer: r.Key, Value: fl.RecordsPerSec / r.RecordsPerSec})
+			if r.Role != roleFlowrt.String() && r.Error == "" && r.Cache == f.Cache {
+				w.Ratios = append(w.Ratios, ratio{Flowrt: f.Key, Peer: r.Key, Value: f.RecordsPerSec / r.RecordsPerSec})
 			}
 		}
 	}
 	for _, t := range targets {
-		tr := targetResult{Target: t.desc, Limit: t.limit, Status: "n/a"}
+		tr := targetResult{Target: t.desc, Limit: t.limit, Status: "n/a", Info: t.info}
 		switch {
+		case t.kind == targetVariantsAtLeast:
+			num, den := w.find(t.num), w.find(t.den)
+			if num != nil && den != nil {
+				tr.Value = num.RecordsPerSec / den.RecordsPerSec
+				tr.Status = passMiss(tr.Value >= t.limit)
+			}
 		case fl == nil:
 		case t.kind == targetBytesAtMost:
 			tr.Value = fl.WriteBytesPerRecord / float64(payload)
@@ -109,6 +142,16 @@ func (w *workloadReport) evaluate(targets []target, payload int) {
 		}
 		w.Targets = append(w.Targets, tr)
 	}
+}
+
+// find returns the successful result of the variant key, or nil.
+func (w *workloadReport) find(key string) *result {
+	for i := range w.Results {
+		if r := &w.Results[i]; r.Key == key && r.Error == "" {
+			return r
+		}
+	}
+	return nil
 }
 
 func passMiss(ok bool) string {
@@ -130,6 +173,7 @@ type runReport struct {
 	FlowrtBuilt    bool              `json:"flowrt_built"`
 	Modules        map[string]string `json:"modules"`
 	Workloads      []*workloadReport `json:"workloads"`
+	Heap           *heapReport       `json:"heap,omitempty"`
 	Goroutines     [2]int            `json:"goroutines_start_end"`
 }
 
@@ -162,7 +206,11 @@ func (r *runReport) writeHeader(w io.Writer) {
 // writeTable prints one workload as a table, its ratios and its targets.
 func (wr *workloadReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nW%d %s\n", wr.ID, wr.Title)
-	fmt.Fprintf(w, "   timed records %d after %d warm-up; latency per %s", wr.Records, wr.Warmup, wr.Unit)
+	if wr.Unit == "" {
+		fmt.Fprintf(w, "   timed records %d per read; one timed read, no latency per record", wr.Records)
+	} else {
+		fmt.Fprintf(w, "   timed records %d after %d warm-up; latency per %s", wr.Records, wr.Warmup, wr.Unit)
+	}
 	if wr.Rounds > 1 {
 		fmt.Fprintf(w, "; median of %d rounds", wr.Rounds)
 	}
@@ -174,22 +222,37 @@ func (wr *workloadReport) writeTable(w io.Writer) {
 			fmt.Fprintf(tw, "%s\tFAILED: %s\t\t\t\t\t\t\t\n", r.Name, r.Error)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t\n", r.Name, r.RecordsPerSec, r.MicrosPerOp,
-			r.P50Micros, r.P99Micros, r.WriteBytesPerRecord, r.FileBytesPerRecord, r.VsReference)
+		p50, p99, ref := "–", "–", "–"
+		if wr.Unit != "" {
+			p50, p99 = fmt.Sprintf("%.0f", r.P50Micros), fmt.Sprintf("%.0f", r.P99Micros)
+		}
+		if r.VsReference > 0 {
+			ref = fmt.Sprintf("%.3f", r.VsReference)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\t%s\t%.0f\t%.0f\t%s\t\n", r.Name, r.RecordsPerSec, r.MicrosPerOp,
+			p50, p99, r.WriteBytesPerRecord, r.FileBytesPerRecord, ref)
 	}
 	tw.Flush()
-	if len(wr.Ratios) > 0 {
-		parts := make([]string, len(wr.Ratios))
-		for i, r := range wr.Ratios {
-			parts[i] = fmt.Sprintf("%s %.3f×", r.Peer, r.Value)
+	for i := 0; i < len(wr.Ratios); {
+		f := wr.Ratios[i].Flowrt
+		var parts []string
+		for ; i < len(wr.Ratios) && wr.Ratios[i].Flowrt == f; i++ {
+			parts = append(parts, fmt.Sprintf("%s %.3f×", wr.Ratios[i].Peer, wr.Ratios[i].Value))
 		}
-		fmt.Fprintf(w, "   flowrt records/s vs: %s\n", strings.Join(parts, ", "))
+		fmt.Fprintf(w, "   %s records/s vs: %s\n", f, strings.Join(parts, ", "))
 	}
 	for _, t := range wr.Targets {
+		label := "target"
+		if t.Info {
+			label = "info"
+		}
 		if t.Status == "n/a" {
-			fmt.Fprintf(w, "   target %s: n/a\n", t.Target)
+			fmt.Fprintf(w, "   %s %s: n/a\n", label, t.Target)
 			continue
 		}
-		fmt.Fprintf(w, "   target %s: %.3f× (limit %.2f×) %s\n", t.Target, t.Value, t.Limit, t.Status)
+		fmt.Fprintf(w, "   %s %s: %.3f× (limit %.2f×) %s\n", label, t.Target, t.Value, t.Limit, t.Status)
+	}
+	for _, n := range wr.Notes {
+		fmt.Fprintf(w, "   %s\n", n)
 	}
 }

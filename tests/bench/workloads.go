@@ -10,13 +10,15 @@ type sizes struct {
 	n1          int // workload 1: appends
 	writers, n2 int // workload 2: writers, and appends per writer
 	n3, batch   int // workload 3: records, and records per batch
+	n4          int // workload 4: records prefilled and read; the heap check's small backlog
+	heapN       int // heap check: the large backlog
 }
 
 // defaultSizes are BASELINE.md's headline sizes; quick ones are 10× smaller.
 func defaultSizes(quick bool) sizes {
-	s := sizes{n1: 20_000, writers: 64, n2: 1_000, n3: 1_000_000, batch: 1_000}
+	s := sizes{n1: 20_000, writers: 64, n2: 1_000, n3: 1_000_000, batch: 1_000, n4: 1_000_000, heapN: 10_000_000}
 	if quick {
-		s.n1, s.n2, s.n3 = s.n1/10, s.n2/10, s.n3/10
+		s.n1, s.n2, s.n3, s.n4, s.heapN = s.n1/10, s.n2/10, s.n3/10, s.n4/10, s.heapN/10
 	}
 	return s
 }
@@ -27,9 +29,9 @@ func warmup(n, lo int) int { return max(n/50, lo) }
 // payloadSize is the size of every record, for every variant.
 const payloadSize = 256
 
-// workloads returns the runners of workloads 1–3 by number.
+// workloads returns the runners of workloads 1–4 by number.
 func workloads(s sizes) map[int]runner {
-	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s)}
+	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s), 4: workload4(s)}
 }
 
 func workload1(s sizes) runner {
