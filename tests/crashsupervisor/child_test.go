@@ -1,0 +1,179 @@
+package crashsupervisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/flowrt/flowrt/consumer"
+	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/supervisor"
+)
+
+// The child process is this test binary run again with envChild set to its
+// childConfig, as JSON. It opens the journal, starts a Supervisor with a
+// producer appending to streamName and one consumer Reader per name in
+// consumerNames, and prints runningPrefix and its run's ID on stdout once
+// Start has returned. In modeKill it then runs until it is killed; in
+// modeStop it stops the supervisor cleanly after StopAfter, closes the
+// journal, prints stoppedPrefix and the run's ID, and exits 0. Problems go
+// to stderr and end the child with a non-zero status, which the parent
+// reports.
+const envChild = "FLOWRT_CRASHSUPERVISOR_CHILD"
+
+const (
+	runningPrefix = "running "
+	stoppedPrefix = "stopped "
+)
+
+// Modes of the child.
+const (
+	modeKill = "kill" // run until killed
+	modeStop = "stop" // stop cleanly and exit 0
+)
+
+const streamName = "orders"
+
+var consumerNames = []string{"billing", "shipping"}
+
+// childMaxLife bounds a child the parent failed to kill.
+const childMaxLife = 2 * time.Minute
+
+// childConfig is what the parent tells the child.
+type childConfig struct {
+	Journal   string
+	Mode      string
+	Cycle     int
+	StopAfter time.Duration // modeStop: how long the supervisor runs
+	KeepRuns  int           // supervisor.Options.KeepRuns: more than the test's runs
+}
+
+// runChild runs the child. It returns only on failure, or with nil after a
+// clean stop in modeStop.
+func runChild() error {
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(os.Getenv(envChild)), &cfg); err != nil {
+		return fmt.Errorf("bad %s: %w", envChild, err)
+	}
+	// The parent holds our stdin open: EOF means it is gone.
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		fmt.Fprintln(os.Stderr, "supervisor crash child: stdin closed, parent gone; exiting")
+		os.Exit(3)
+	}()
+	time.AfterFunc(childMaxLife, func() {
+		fmt.Fprintf(os.Stderr, "supervisor crash child: not done after %v; exiting\n", childMaxLife)
+		os.Exit(4)
+	})
+
+	l, err := eventlog.Open(cfg.Journal, &eventlog.Options{LockTimeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	s, err := supervisor.New(l, &supervisor.Options{
+		KeepRuns: cfg.KeepRuns,
+		Details:  map[string]string{"cycle": fmt.Sprint(cfg.Cycle), "mode": cfg.Mode},
+		Restart:  supervisor.RestartPolicy{Base: time.Millisecond, Max: 10 * time.Millisecond},
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.Add("producer", producer{l: l}, nil); err != nil {
+		return err
+	}
+	for _, name := range consumerNames {
+		rc := &readerChild{l: l, stream: streamName, name: name, opts: &consumer.Options{Workers: 2, CommitInterval: 5 * time.Millisecond}}
+		if err := s.Add(name, rc, nil); err != nil {
+			return err
+		}
+	}
+	if err := s.Start(context.Background()); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(os.Stdout, runningPrefix+s.RunID()); err != nil {
+		return err
+	}
+	if cfg.Mode == modeKill {
+		<-s.Done() // never: the parent kills the process first
+		return fmt.Errorf("the run ended on its own: %v", s.Wait())
+	}
+
+	t := time.NewTimer(cfg.StopAfter)
+	select {
+	case <-t.C:
+	case <-s.Done():
+		return fmt.Errorf("the run ended on its own: %v", s.Wait())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	if st := s.Status(); st.State != supervisor.Stopped || !st.Healthy() {
+		return fmt.Errorf("after Stop: %+v", st)
+	}
+	if err := l.Close(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(os.Stdout, stoppedPrefix+s.RunID())
+	return err
+}
+
+// producer appends small batches to streamName until it is cancelled.
+type producer struct{ l *eventlog.Log }
+
+func (p producer) Run(ctx context.Context) error {
+	for n := 0; ctx.Err() == nil; n++ {
+		evs := make([]eventlog.Event, 1+n%4)
+		for i := range evs {
+			evs[i] = eventlog.Event{Type: "order.created", Key: fmt.Sprint("order-", n%7), Data: []byte(`{"n":` + fmt.Sprint(n) + `}`)}
+		}
+		if _, err := p.l.Append(streamName, evs...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readerChild runs a consumer.Reader as a supervised child: each Run opens
+// a new Reader (a Reader runs once) and Shutdown drains the current one.
+type readerChild struct {
+	l            *eventlog.Log
+	stream, name string
+	opts         *consumer.Options
+
+	mu       sync.Mutex
+	r        *consumer.Reader
+	shutdown bool
+}
+
+func (c *readerChild) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.shutdown {
+		c.mu.Unlock()
+		return consumer.ErrClosed
+	}
+	r, err := consumer.Open(c.l, c.stream, c.name, c.opts)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.r = r
+	c.mu.Unlock()
+	return r.Run(ctx, func(context.Context, eventlog.Event) error { return nil })
+}
+
+func (c *readerChild) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.shutdown = true
+	r := c.r
+	c.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return r.Shutdown(ctx)
+}
