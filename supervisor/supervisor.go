@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,12 @@ type Drainer interface {
 // for RunUntilIdle.
 type Idler interface {
 	Idle() bool
+}
+
+// Detailer is a Child that reports details worth recording with the
+// runtime's draining and stopped transitions, such as its in-flight count.
+type Detailer interface {
+	Details() map[string]string
 }
 
 // Journal is what the supervisor needs of a journal: transactions to
@@ -133,6 +140,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	details := map[string]string{"pid": strconv.Itoa(os.Getpid()), "children": strconv.Itoa(len(s.children))}
 	if host, err := os.Hostname(); err == nil {
 		details["host"] = host
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		details["version"] = bi.Main.Version
 	}
 	for k, v := range s.opts.Details {
 		details[k] = v
@@ -265,7 +275,7 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 }
 
 func (s *Supervisor) drain(ctx context.Context) error {
-	if err := s.transition(Draining, "stop requested", nil); err != nil {
+	if err := s.transition(Draining, "stop requested", s.progress()); err != nil {
 		// Already failed or aborted, which ends the run; or the journal
 		// refused the record: fail the run (applied even unrecorded) so
 		// that it still ends.
@@ -299,7 +309,7 @@ func (s *Supervisor) drain(ctx context.Context) error {
 	if err != nil {
 		reason = "stop timed out: in-flight work was cancelled"
 	}
-	if terr := s.transition(Stopped, reason, nil); terr != nil {
+	if terr := s.transition(Stopped, reason, s.progress()); terr != nil {
 		// Not recorded: the run ends failed instead, unless an Abort
 		// ended it meanwhile.
 		_ = s.transition(Failed, terr.Error(), nil)
@@ -325,6 +335,30 @@ func (s *Supervisor) Abort(reason string) {
 		ch.cancelRun()
 	}
 	go func() { s.wg.Wait(); s.finish() }()
+}
+
+// progress collects what the draining and stopped transitions record: each
+// consumer's committed offset ("offset <stream>/<consumer>") and the
+// details of every child that is a Detailer ("<child> <key>").
+func (s *Supervisor) progress() map[string]string {
+	d := map[string]string{}
+	_ = s.j.View(func(tx *eventlog.Tx) error {
+		cs, err := tx.Consumers("")
+		for _, c := range cs {
+			if !eventlog.IsReserved(c.Stream) {
+				d["offset "+c.Stream+"/"+c.Name] = strconv.FormatUint(c.Offset, 10)
+			}
+		}
+		return err
+	})
+	for _, ch := range s.children {
+		if dt, ok := ch.c.(Detailer); ok {
+			for k, v := range dt.Details() {
+				d[ch.name+" "+k] = v
+			}
+		}
+	}
+	return d
 }
 
 // finish marks the run over once, after its last record.
