@@ -322,9 +322,12 @@ func (d *dispatcher) admit() {
 		if rec, ok := d.state.retries[ev.Seq]; ok {
 			delete(d.state.retries, ev.Seq)
 			it.attempts, it.first, it.due = rec.Attempts, time.Unix(0, rec.First), time.Unix(0, rec.Due)
-			if k := ev.Key; k != "" && d.r.opts.KeyFailure == HoldKey {
+			if k := ev.Key; k != "" && d.r.opts.KeyFailure == HoldKey && d.held[k] == 0 {
 				// A retry carried over from the last run keeps its key's
-				// turn, as it would have had it not stopped.
+				// turn, as it would have had it not stopped. Only the first
+				// of a key does (events are admitted in sequence order): an
+				// earlier run may have left several, and two holders of one
+				// key would wait for each other.
 				it.holdsKey = true
 				d.held[k]++
 			}

@@ -281,3 +281,38 @@ func TestHoldKeyAcrossRestart(t *testing.T) {
 	defer mu.Unlock()
 	require.Less(t, slices.Index(order, 1), slices.Index(order, 2), "event 2 of key a waited for the retry of event 1: %v", order)
 }
+
+// TestTwoRetriesOfOneKeyAcrossRestart: an earlier run may leave retry
+// records for two events of one key (say it ran with SkipAhead); a HoldKey
+// run must still deliver both, in order, not wait forever.
+func TestTwoRetriesOfOneKeyAcrossRestart(t *testing.T) {
+	l := openLog(t)
+	appendKeys(t, l, "a", "a", "b")
+	retry := consumer.Retry{MaxAttempts: 5, Base: time.Millisecond, Max: time.Millisecond}
+
+	r1 := openReader(t, l, "c", &consumer.Options{KeyFailure: consumer.SkipAhead, Retry: consumer.Retry{MaxAttempts: 5, Base: 300 * time.Millisecond, Max: 300 * time.Millisecond}})
+	errc := start(r1, func(_ context.Context, e eventlog.Event) error {
+		if e.Key == "a" {
+			return errTransient
+		}
+		return nil
+	})
+	waitFor(t, "both events of key a to fail", func() bool { return r1.Stats().Retried == 2 })
+	require.NoError(t, r1.Close())
+	require.ErrorIs(t, runResult(t, errc), consumer.ErrClosed)
+
+	var mu sync.Mutex
+	var order []uint64
+	r2 := openReader(t, l, "c", &consumer.Options{Retry: retry})
+	errc = start(r2, func(_ context.Context, e eventlog.Event) error {
+		mu.Lock()
+		order = append(order, e.Seq)
+		mu.Unlock()
+		return nil
+	})
+	waitFloor(t, r2, 3)
+	shutdown(t, r2, errc)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []uint64{1, 2}, order, "both retries of key a run, in order")
+}
