@@ -50,6 +50,10 @@ func (l *Log) submit(r *request) error {
 	return <-r.done
 }
 
+// maxYields bounds how long the committer waits for answered writers to
+// come back, in scheduler yields.
+const maxYields = 8
+
 // commitLoop is the committer: it takes whatever requests are waiting,
 // bounded by MaxBatchEvents and MaxBatchBytes, commits them in one
 // transaction, and starts the next batch as soon as that commit returns.
@@ -88,10 +92,18 @@ func (l *Log) commitLoop() {
 		l.commit(batch)
 		clear(batch)
 		// Let the writers just answered run and queue their next requests
-		// before the next batch is taken: without a delay window, this is
-		// what keeps batches full under concurrency. An idle journal has
-		// nobody to yield to, so a lone append pays nothing.
-		goruntime.Gosched()
+		// before the next batch is taken, yielding for as long as the queue
+		// keeps growing: without a delay window, this is what keeps batches
+		// full under concurrency. An idle journal has nobody to yield to,
+		// so a lone append pays one yield.
+		for n, i := len(l.reqs), 0; i < maxYields; i++ {
+			goruntime.Gosched()
+			m := len(l.reqs)
+			if m == n {
+				break
+			}
+			n = m
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ type Subscription struct {
 	next   uint64
 	buf    []Event
 	batch  int
+	ahead  readahead
 }
 
 // subscribeBatch is how many events a Subscription reads per transaction.
@@ -111,6 +112,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 			return Event{}, err
 		}
 		signal := s.log.commitSignal()
+		s.ahead.advise(s.log, s.stream, s.next)
 		events, err := s.log.Read(s.stream, s.next, s.batch)
 		// On a damaged record Read returns the events before it with the
 		// error: deliver those, and the error when Next reaches it.
