@@ -331,3 +331,39 @@ func TestPersistFailure(t *testing.T) {
 	shutdown(t, r2, errc)
 	require.Equal(t, []uint64{3}, rec.acked())
 }
+
+// TestCommitFailureStopsRun: when the journal refuses a periodic commit of
+// the floor, Run stops with the error instead of delivering work whose
+// progress it cannot save.
+func TestCommitFailureStopsRun(t *testing.T) {
+	l := openLog(t)
+	appendN(t, l, 5)
+	j := &failingJournal{Log: l}
+	r := openReader(t, j, "c", &consumer.Options{CommitInterval: time.Millisecond})
+	h := func(_ context.Context, e eventlog.Event) error {
+		if e.Seq == 5 {
+			j.armed.Store(true) // the next write is a commit of the floor
+		}
+		return nil
+	}
+	errc := start(r, h)
+	require.ErrorIs(t, runResult(t, errc), errInjected)
+}
+
+// TestRetentionGapCostsNothing: a consumer far behind a stream whose start
+// retention removed jumps the gap: it delivers what is retained and its
+// floor reaches the end.
+func TestRetentionGapCostsNothing(t *testing.T) {
+	l := openLog(t)
+	r := openReader(t, l, "c", nil) // registered at 0
+	require.NoError(t, r.Close())
+	appendN(t, l, 3000)
+	_, err := l.Truncate(stream, 2990, eventlog.Force)
+	require.NoError(t, err)
+	rec := newRecorder()
+	r2 := openReader(t, l, "c", nil)
+	errc := start(r2, rec.handle)
+	waitFloor(t, r2, 3000)
+	shutdown(t, r2, errc)
+	require.Equal(t, seqRange(2990, 3000), rec.acked())
+}

@@ -76,10 +76,11 @@ func (r *Reader) run(intake, work context.Context, h Handler) error {
 	kick := make(chan struct{}, 1)
 	stopCommit := make(chan struct{})
 	commitErr := make(chan error, 1)
-	go func() { commitErr <- r.commitLoop(kick, stopCommit) }()
+	commitFailed := make(chan error, 1)
+	go func() { commitErr <- r.commitLoop(kick, stopCommit, commitFailed) }()
 
 	d := &dispatcher{r: r, win: newWindow(floor), held: make(map[string]int), state: state, redelivering: make(map[uint64]bool)}
-	loopErr := d.loop(intake, in, jobs, results, kick)
+	loopErr := d.loop(intake, in, jobs, results, kick, commitFailed)
 	r.doneAbove = d.win.doneAbove()
 
 	stopFetch()
@@ -110,12 +111,18 @@ func fetch(ctx context.Context, sub *eventlog.Subscription, out chan<- fetched) 
 }
 
 // commitLoop commits the floor when kicked and once more when stopped.
-func (r *Reader) commitLoop(kick <-chan struct{}, stop <-chan struct{}) error {
+// A failed commit is reported on failed, once: the dispatch loop then
+// stops, since going on would deliver work whose progress cannot be
+// saved. The commit on the way out is still attempted.
+func (r *Reader) commitLoop(kick <-chan struct{}, stop <-chan struct{}, failed chan<- error) error {
 	for {
 		select {
 		case <-kick:
 			if err := r.commit(r.floor.Load(), nil); err != nil {
-				r.opts.Logger.Error("commit failed", "consumer", r.name, "stream", r.stream, "err", err)
+				select {
+				case failed <- err:
+				default:
+				}
 			}
 		case <-stop:
 			return r.commit(r.floor.Load(), r.doneAbove)
@@ -140,7 +147,7 @@ type dispatcher struct {
 	lastKick     uint64
 }
 
-func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<- *batch, results <-chan *batch, kick chan<- struct{}) error {
+func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<- *batch, results <-chan *batch, kick chan<- struct{}, commitFailed <-chan error) error {
 	opts := &d.r.opts
 	ticker := time.NewTicker(opts.CommitInterval)
 	defer ticker.Stop()
@@ -231,6 +238,8 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 			if accepting {
 				d.pollRedeliveries()
 			}
+		case err := <-commitFailed:
+			stop(err)
 		case <-intakeDone:
 			stop(nil) // drain: no new deliveries, wait for running handlers
 		}
@@ -313,6 +322,7 @@ func (d *dispatcher) admit() {
 		}
 		n++
 		d.win.admit(ev.Seq)
+		d.r.floor.Store(d.win.floor) // admit jumps over gaps retention left
 		if d.state.done[ev.Seq] {
 			delete(d.state.done, ev.Seq)
 			d.complete(ev.Seq)

@@ -16,8 +16,9 @@
 // every event at or below it is done (acked or dead-lettered). Completions
 // above a gap wait for the gap. The floor is committed to the journal every
 // CommitInterval (100ms) while events flow, after CommitEvery events, and on
-// the way out. After a crash, exactly the events above the last committed
-// floor are delivered again; none at or below it is.
+// the way out. After a crash, the events above the last committed floor are
+// delivered again (except those already dead-lettered); none at or below it
+// is.
 //
 // With Workers > 1 events run in parallel, but events with the same key
 // never run concurrently and always run in sequence order. MaxInFlight

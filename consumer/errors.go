@@ -8,16 +8,16 @@ import (
 
 var (
 	// ErrClosed is returned by Run after Shutdown or Close, as
-	// http.Server.Serve returns http.ErrServerClosed, and by calls on a
-	// closed Reader.
+	// http.Server.Serve returns http.ErrServerClosed, and by Run on a
+	// Reader that already ran.
 	ErrClosed = errors.New("flowrt/consumer: closed")
 
 	// ErrRunning is returned by Run when the Reader already runs.
 	ErrRunning = errors.New("flowrt/consumer: already running")
 
 	// ErrInUse is returned by Open, wrapped, when another live Reader of the
-	// same consumer name and stream exists on the journal, and by Reset and
-	// Redeliver-free maintenance calls while one runs.
+	// same consumer name and stream exists on the journal, and by Reset
+	// while one runs.
 	ErrInUse = errors.New("flowrt/consumer: consumer is in use")
 
 	// ErrInvalidOptions is returned by Open, wrapped, when Options.Validate

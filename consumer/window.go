@@ -18,6 +18,11 @@ func (w *window) size() int { return int(w.top - w.floor) }
 // admit registers seq (> top). Sequences skipped between top and seq, which
 // retention removed, count as done.
 func (w *window) admit(seq uint64) {
+	if len(w.done) == 0 && seq > w.top+1 {
+		// Nothing pending: jump over the gap instead of recording it, so
+		// a gap of millions costs nothing.
+		w.floor, w.top = seq-1, seq-1
+	}
 	for s := w.top + 1; s < seq; s++ {
 		w.done = append(w.done, true)
 	}

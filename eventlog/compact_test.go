@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -232,4 +233,51 @@ func TestCompactReplacesLeftoverTemporaryFile(t *testing.T) {
 	require.ErrorIs(t, err, fs.ErrNotExist)
 	l = flowtest.MustOpenLogAt(t, path, nil)
 	require.Equal(t, uint64(3), mustInfo(t, l, "s").Count)
+}
+
+// TestOpenDuringCompact: an Open that waits for the lock while Compact
+// swaps its copy in must end up on the new file, not the unlinked old one:
+// an event appended through it must be there when the journal is reopened.
+func TestOpenDuringCompact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j.db")
+	l, err := eventlog.Open(path, nil)
+	require.NoError(t, err)
+	batch := make([]eventlog.Event, 1000)
+	for i := range batch {
+		batch[i] = eventlog.Event{Type: "t", Data: make([]byte, 256)}
+	}
+	for range 30 {
+		_, err := l.Append("s", batch...)
+		require.NoError(t, err)
+	}
+	require.NoError(t, l.Close())
+
+	compacted := make(chan error, 1)
+	go func() { _, err := eventlog.Compact(path, nil); compacted <- err }()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // the copy exists only while Compact holds the lock
+		if _, err := os.Stat(path + ".compact"); err == nil {
+			break
+		}
+		select {
+		case err := <-compacted:
+			t.Skipf("compaction finished before the open could start (err %v): machine too fast for this race", err)
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "compaction never started")
+		runtime.Gosched()
+	}
+	l2, err := eventlog.Open(path, &eventlog.Options{LockTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	require.NoError(t, <-compacted)
+	res, err := l2.Append("s", eventlog.Event{Type: "after.compact"})
+	require.NoError(t, err)
+	require.NoError(t, l2.Close())
+
+	l3, err := eventlog.Open(path, nil)
+	require.NoError(t, err)
+	defer l3.Close()
+	e, err := l3.Get("s", res[0].Seq)
+	require.NoError(t, err, "the event appended after the compaction is in the journal's file")
+	require.Equal(t, "after.compact", e.Type)
 }

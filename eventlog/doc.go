@@ -14,7 +14,8 @@
 // each. Names beginning with "$" are reserved for flowrt ("$system" holds the
 // supervisor's lifecycle) and are written only through Tx.Append.
 //
-// Append returns once its events are committed and fsynced. Concurrent
+// Append returns once its events are committed and, under the default
+// Options.SyncInterval, fsynced. Concurrent
 // appends are group-committed: a single committer goroutine takes every
 // request waiting when the previous commit returns and commits them in one
 // bbolt transaction with one fsync. Update runs a closure in that same

@@ -58,12 +58,20 @@ func Open(path string, opts *Options) (*Log, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("flowrt/eventlog: open %s: %w", path, err)
 	}
-	if err := precheck(path, &o); err != nil {
-		return nil, err
-	}
-	db, err := openBolt(path, &o)
-	if err != nil {
-		return nil, err
+	var db *bolt.DB
+	for attempt := 0; ; attempt++ {
+		if err := precheck(path, &o); err != nil {
+			return nil, err
+		}
+		var err error
+		db, err = openBolt(path, &o)
+		if errors.Is(err, errReplaced) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	l := &Log{
 		path:    path,
@@ -127,6 +135,16 @@ func openBolt(path string, o *Options) (db *bolt.DB, err error) {
 	})
 	switch {
 	case err == nil:
+		// The lock is on the file this process opened. If the name was
+		// given to another file meanwhile (a compaction swapped its copy
+		// in while we waited for the lock), writing here would write into
+		// an unlinked file: refuse, and let Open try the new one.
+		if fi, serr := file.Stat(); serr == nil {
+			if cur, serr := os.Stat(path); serr != nil || !os.SameFile(fi, cur) {
+				_ = db.Close()
+				return nil, errReplaced
+			}
+		}
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s (waited %v; is `flowrt run` using it?)", ErrLocked, path, o.LockTimeout)
@@ -138,6 +156,10 @@ func openBolt(path string, o *Options) (db *bolt.DB, err error) {
 		return nil, fmt.Errorf("flowrt/eventlog: open %s: %w", path, err)
 	}
 }
+
+// errReplaced is returned by openBolt when the path names another file than
+// the one it locked.
+var errReplaced = errors.New("flowrt/eventlog: the journal file was replaced while opening it")
 
 // containPanic turns a panic or memory fault inside bbolt, which happens on
 // damaged files that pass the meta checks, into a CorruptError.

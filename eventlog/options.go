@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"time"
 )
@@ -83,6 +84,7 @@ func (o *Options) withDefaults() Options {
 		return *d
 	}
 	c := *o
+	c.Retention = maps.Clone(o.Retention) // fixed once open: not the caller's map
 	if c.LockTimeout == 0 {
 		c.LockTimeout = d.LockTimeout
 	}

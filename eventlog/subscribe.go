@@ -53,13 +53,13 @@ func (p Position) String() string {
 // does not exist yet resolves to 1.
 func (tx *Tx) Resolve(stream string, p Position) (uint64, error) {
 	st, err := tx.stream(stream, false)
-	if err != nil {
+	if isNotFound(err) {
 		if p.kind == posSeq {
 			return max(p.seq, 1), nil
 		}
-		if isNotFound(err) {
-			return 1, nil
-		}
+		return 1, nil
+	}
+	if err != nil {
 		return 0, err
 	}
 	switch p.kind {

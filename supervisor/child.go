@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -62,7 +63,10 @@ func (s *Supervisor) supervise(ch *child) {
 		ch.mu.Unlock()
 		details := map[string]string{"attempt": strconv.Itoa(attempt + 1)}
 		if err := s.childTransition(ch, ChildRunning, "", details); err != nil {
+			// The journal refused the record: the child does not run, and
+			// says so rather than appear running.
 			cancel()
+			_ = s.childTransition(ch, ChildFailed, err.Error(), nil)
 			return
 		}
 		err := s.runChild(ctx, ch)
@@ -102,6 +106,7 @@ func (s *Supervisor) supervise(ch *child) {
 		}
 		delay := ch.policy.Delay(n)
 		if err := s.childTransition(ch, ChildBackingOff, err.Error(), map[string]string{"restart": strconv.Itoa(n), "delay": delay.String()}); err != nil {
+			_ = s.childTransition(ch, ChildFailed, err.Error(), nil)
 			return
 		}
 		select {
@@ -124,10 +129,14 @@ func (s *Supervisor) runChild(ctx context.Context, ch *child) (err error) {
 
 // stop asks the child to drain: Shutdown for a Drainer, else its context is
 // cancelled.
-func (ch *child) stop(ctx context.Context, wg *sync.WaitGroup) {
+func (ch *child) stop(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger) {
 	cancel := ch.markStopping()
 	if d, ok := ch.c.(Drainer); ok {
-		wg.Go(func() { _ = d.Shutdown(ctx) }) // drain waits for it with the children
+		wg.Go(func() { // drain waits for it with the children
+			if err := d.Shutdown(ctx); err != nil {
+				log.Warn("child shutdown failed", "child", ch.name, "err", err)
+			}
+		})
 		return
 	}
 	if cancel != nil {

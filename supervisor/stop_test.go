@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowrt/flowrt/eventlog"
 	"github.com/flowrt/flowrt/supervisor"
 	"github.com/stretchr/testify/require"
 )
@@ -303,4 +304,38 @@ func TestRunUntilIdleCancelled(t *testing.T) {
 	cancel()
 	require.NoError(t, recv(t, ran, "RunUntilIdle to return"))
 	require.Equal(t, supervisor.Stopped, s.Status().State)
+}
+
+// gatedJournal blocks its first View until gate is closed.
+type gatedJournal struct {
+	*eventlog.Log
+	once    sync.Once
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (j *gatedJournal) View(fn func(*eventlog.Tx) error) error {
+	j.once.Do(func() { close(j.entered); <-j.gate })
+	return j.Log.View(fn)
+}
+
+// TestStopDuringStart: a Stop that arrives while Start is still reading
+// the previous run waits for Start, then drains: the run ends stopped, with
+// no illegal transition on the way.
+func TestStopDuringStart(t *testing.T) {
+	l := openLog(t)
+	j := &gatedJournal{Log: l, entered: make(chan struct{}), gate: make(chan struct{})}
+	s := newSupervisor(t, j, nil, child("a", untilCancelled(nil)))
+	started := make(chan error, 1)
+	go func() { started <- s.Start(context.Background()) }()
+	recv(t, j.entered, "Start to read the previous run")
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Stop(stopCtx(t)) }()
+	close(j.gate)
+	require.NoError(t, recv(t, started, "Start to return"))
+	require.NoError(t, recv(t, stopped, "Stop to return"))
+	require.NoError(t, s.Wait())
+	r := mustRuns(t, l)[0]
+	require.Equal(t, supervisor.Stopped, r.End)
+	require.Equal(t, []step{{"created", "starting"}, {"starting", "running"}, {"running", "draining"}, {"draining", "stopped"}}, runtimeSteps(r))
 }

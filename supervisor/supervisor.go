@@ -73,6 +73,7 @@ type Supervisor struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	done     chan struct{} // closed when the run is terminal
+	startEnd chan struct{} // closed when Start returns
 	stopOnce sync.Once
 }
 
@@ -82,12 +83,13 @@ func New(j Journal, opts *Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{
-		j:       j,
-		opts:    opts.withDefaults(),
-		run:     ulid.Make().String(),
-		byName:  map[string]*child{},
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
+		j:        j,
+		opts:     opts.withDefaults(),
+		run:      ulid.Make().String(),
+		byName:   map[string]*child{},
+		changed:  make(chan struct{}),
+		done:     make(chan struct{}),
+		startEnd: make(chan struct{}),
 	}
 	s.hard, s.cancel = context.WithCancel(context.Background())
 	return s, nil
@@ -133,6 +135,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.started = true
 	s.mu.Unlock()
+	defer close(s.startEnd)
 	prev, err := inspectPrevious(s.j)
 	if err != nil {
 		return s.failStart(fmt.Errorf("flowrt/supervisor: reading the previous run: %w", err))
@@ -180,6 +183,16 @@ func (s *Supervisor) failStart(err error) error {
 	return err
 }
 
+// start is Start for Run and RunUntilIdle: a start that failed is a run
+// that ended failed.
+func (s *Supervisor) start(ctx context.Context) error {
+	err := s.Start(ctx)
+	if err != nil && !errors.Is(err, ErrStarted) && !errors.Is(err, ErrFailed) {
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	return err
+}
+
 // Wait blocks until the run ends. It returns nil after a clean stop, and an
 // error wrapping ErrFailed or ErrAborted otherwise.
 func (s *Supervisor) Wait() error {
@@ -199,7 +212,7 @@ func (s *Supervisor) Wait() error {
 // gracefully, bounded by stopTimeout. It returns nil after a clean stop and
 // an error when the runtime ended failed or aborted.
 func (s *Supervisor) Run(ctx context.Context, stopTimeout time.Duration) error {
-	if err := s.Start(ctx); err != nil {
+	if err := s.start(ctx); err != nil {
 		return err
 	}
 	select {
@@ -215,7 +228,7 @@ func (s *Supervisor) Run(ctx context.Context, stopTimeout time.Duration) error {
 // RunUntilIdle is Run for finite work: it stops cleanly once every child
 // that is an Idler reports idle twice in a row, IdlePoll apart.
 func (s *Supervisor) RunUntilIdle(ctx context.Context, stopTimeout time.Duration) error {
-	if err := s.Start(ctx); err != nil {
+	if err := s.start(ctx); err != nil {
 		return err
 	}
 	idleRounds := 0
@@ -258,6 +271,18 @@ func (s *Supervisor) allIdle() bool {
 // Stop is idempotent: stopping a stopped runtime returns nil.
 func (s *Supervisor) Stop(ctx context.Context) error {
 	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if started {
+		// A Stop during Start waits for Start to finish: the run is then
+		// running (and is drained) or has already failed.
+		select {
+		case <-s.startEnd:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.mu.Lock()
 	st := s.state
 	s.mu.Unlock()
 	switch {
@@ -290,7 +315,7 @@ func (s *Supervisor) drain(ctx context.Context) error {
 		return err
 	}
 	for _, ch := range s.children {
-		ch.stop(ctx, &s.wg)
+		ch.stop(ctx, &s.wg, s.opts.Logger)
 	}
 	drained := make(chan struct{})
 	go func() { s.wg.Wait(); close(drained) }()
@@ -324,12 +349,18 @@ func (s *Supervisor) drain(ctx context.Context) error {
 // Abort fails the runtime at once, recording reason, and cancels every
 // child. Run and Wait then return an error wrapping ErrAborted.
 func (s *Supervisor) Abort(reason string) {
-	if err := s.transition(Failed, "aborted: "+reason, nil); err != nil {
-		return // already terminal
-	}
+	// Set before the transition, so Wait never sees the run end failed
+	// without knowing it was aborted; undone if the run had already ended.
 	s.mu.Lock()
+	was := s.abort
 	s.abort = true
 	s.mu.Unlock()
+	if err := s.transition(Failed, "aborted: "+reason, nil); err != nil {
+		s.mu.Lock()
+		s.abort = was
+		s.mu.Unlock()
+		return // already terminal
+	}
 	s.cancel()
 	for _, ch := range s.children {
 		ch.cancelRun()

@@ -63,7 +63,8 @@ Rows are aligned in blocks of ` + strconv.Itoa(tableFlushRows) + `.
 time is RFC 3339 in UTC with nine fraction digits. key, headers and data are
 omitted when empty. data is the stored bytes inline when they are JSON (and
 not an object with a "$base64" key), else {"$base64": "<standard base64 of
-the bytes>"}; append reads both forms back to the same bytes.
+the bytes>"}; append reads both forms back to the same bytes (JSON data
+stored with extra white space comes back compacted).
 
 --from starts at a sequence (default: the first retained event); --type keeps
 the events whose type matches a glob (Go's path.Match: * ? [a-z] \); --limit

@@ -30,7 +30,8 @@ import (
 // may be given, as the marker object {"$base64": "<standard base64>"}. An
 // object with a "$base64" key at the top of data is always read as that
 // marker, so JSON data that is itself such an object is written as a marker
-// too: every stored value has exactly one form. Absent data is stored as no
+// too: every stored value is printed in one form (JSON compacted). Absent
+// data is stored as no
 // bytes, and dump omits the field for it.
 
 // markerKey is the only key of the object standing for non-JSON data bytes.
