@@ -18,10 +18,11 @@ type batch struct {
 }
 
 // run is the worker's side: it starts the items one at a time, publishing
-// each outcome, until none is left to start. Under HoldKey (hold), once an
-// item fails its later items of the same key are deferred, not run: they
-// wait for its retry.
-func (b *batch) run(process func(*item) result, hold bool) {
+// each outcome, until none is left to start. Under HoldKey, once an item
+// fails its later items of the same key are deferred, not run: they wait
+// for its retry.
+func (b *batch) run(process func(*item) result, policy KeyFailure) {
+	hold := policy == HoldKey
 	b.out = make([]result, len(b.items))
 	var failed map[string]bool
 	for {

@@ -228,12 +228,12 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 				stop(err)
 			}
 			gather()
-			d.maybeKick(kick, false)
+			d.maybeKick(kick, afterProgress)
 		case <-timer.C:
 			d.fireTimers(time.Now())
 		case <-ticker.C:
 			gather()
-			d.maybeKick(kick, true)
+			d.maybeKick(kick, onInterval)
 		case <-poll.C:
 			if accepting {
 				d.pollRedeliveries()
@@ -417,9 +417,18 @@ func (d *dispatcher) complete(seq uint64) {
 	}
 }
 
+// kickReason says why the dispatcher considers a commit.
+type kickReason uint8
+
+const (
+	afterProgress kickReason = iota // the floor moved: commit after CommitEvery events
+	onInterval                      // CommitInterval passed: commit any progress
+)
+
 // maybeKick asks the committer to commit the floor: on the interval
 // (onTick) or once the floor has moved CommitEvery events.
-func (d *dispatcher) maybeKick(kick chan<- struct{}, onTick bool) {
+func (d *dispatcher) maybeKick(kick chan<- struct{}, why kickReason) {
+	onTick := why == onInterval
 	f := d.win.floor
 	if f <= d.lastKick || (!onTick && f-d.lastKick < uint64(d.r.opts.CommitEvery)) {
 		return

@@ -22,6 +22,7 @@ const (
 	SkipAhead
 )
 
+// String returns the policy's name.
 func (k KeyFailure) String() string {
 	if k == SkipAhead {
 		return "skip-ahead"

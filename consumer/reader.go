@@ -14,7 +14,8 @@ import (
 // its attempts are spent, dead-lettered. A panic is recovered, logged with
 // its stack, and counts as a failure. ctx is cancelled at the handler
 // timeout and when the Reader is closed; Shutdown leaves it intact until
-// Shutdown's own context expires.
+// Shutdown's own context expires. With Options.Workers > 1 the handler runs
+// on several goroutines at once, but never for two events of one key.
 type Handler func(ctx context.Context, e eventlog.Event) error
 
 // Reader is a named, durable consumer of one stream: it delivers each event

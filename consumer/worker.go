@@ -13,7 +13,7 @@ import (
 // and returns each batch on results once it has no item left to start.
 func (r *Reader) work(ctx context.Context, h Handler, jobs <-chan *batch, results chan<- *batch) {
 	for b := range jobs {
-		b.run(func(it *item) result { return r.process(ctx, h, it) }, r.opts.KeyFailure == HoldKey)
+		b.run(func(it *item) result { return r.process(ctx, h, it) }, r.opts.KeyFailure)
 		results <- b
 	}
 }

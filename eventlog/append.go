@@ -139,7 +139,7 @@ func (tx *Tx) Append(stream string, events ...Event) ([]AppendResult, error) {
 }
 
 func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, error) {
-	st, err := tx.stream(stream, true)
+	st, err := tx.stream(stream, orCreate)
 	if err != nil {
 		return nil, err
 	}

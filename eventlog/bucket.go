@@ -12,6 +12,7 @@ import (
 
 // Bucket is a key-value space inside a namespace, valid for the life of its
 // Tx. Keys sort bytewise. Writes through a read-only Tx return ErrReadOnly.
+// Like its Tx, a Bucket is not safe for concurrent use.
 type Bucket struct {
 	b *bolt.Bucket
 }

@@ -84,7 +84,7 @@ func (l *Log) Check(ctx context.Context) (CheckReport, error) {
 }
 
 func (tx *Tx) checkStream(ctx context.Context, si StreamInfo, add func(error) bool) (uint64, error) {
-	st, err := tx.stream(si.Name, false)
+	st, err := tx.stream(si.Name, existing)
 	if err != nil {
 		add(err)
 		return 0, nil

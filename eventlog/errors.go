@@ -89,6 +89,7 @@ type CorruptError struct {
 	Err    error // what was wrong
 }
 
+// Error names the file, and the stream and sequence of a damaged record.
 func (e *CorruptError) Error() string {
 	if e.Stream == "" {
 		return fmt.Sprintf("flowrt/eventlog: %s: corrupt: %v", e.Path, e.Err)
@@ -109,6 +110,7 @@ type VersionError struct {
 	Want uint32 // highest version this build reads
 }
 
+// Error says which version the file has and which this build reads.
 func (e *VersionError) Error() string {
 	return fmt.Sprintf("flowrt/eventlog: %s: format version %d is newer than this build supports (%d); upgrade flowrt", e.Path, e.Have, e.Want)
 }
@@ -124,6 +126,7 @@ type EventError struct {
 	Err   error  // ErrInvalidEvent or ErrEventTooLarge, wrapped with the reason
 }
 
+// Error names the refused event by its index in the call.
 func (e *EventError) Error() string {
 	return fmt.Sprintf("flowrt/eventlog: event %d: %s: %v", e.Index, e.Field, e.Err)
 }

@@ -85,7 +85,7 @@ func (tx *Tx) putOffset(stream, consumer string, seq uint64) error {
 		return ErrReadOnly
 	}
 	var last uint64
-	if st, err := tx.stream(stream, false); err == nil {
+	if st, err := tx.stream(stream, existing); err == nil {
 		last = st.head.last
 	} else if !isNotFound(err) {
 		return err
@@ -134,7 +134,7 @@ func (tx *Tx) Consumers(stream string) ([]ConsumerInfo, error) {
 			Offset:  binary.BigEndian.Uint64(v),
 			Updated: time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
 		}
-		if st, err := tx.stream(ci.Stream, false); err == nil && st.head.last > ci.Offset {
+		if st, err := tx.stream(ci.Stream, existing); err == nil && st.head.last > ci.Offset {
 			ci.Lag = st.head.last - ci.Offset
 		} else if err != nil && !isNotFound(err) {
 			return nil, err

@@ -32,7 +32,7 @@ func (st *streamTx) info() StreamInfo {
 
 // Info returns the stream's summary, or ErrNotFound.
 func (tx *Tx) Info(stream string) (StreamInfo, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return StreamInfo{}, err
 	}
@@ -49,7 +49,7 @@ func (tx *Tx) Streams() ([]StreamInfo, error) {
 		if len(name) > MaxNameLen || ValidateName(string(name)) != nil {
 			return &CorruptError{Path: tx.log.path, Err: fmt.Errorf("heads: stored stream name %q (%d bytes) is invalid", name[:min(len(name), MaxNameLen)], len(name))}
 		}
-		st, err := tx.stream(string(name), false)
+		st, err := tx.stream(string(name), existing)
 		if err != nil {
 			return err
 		}
@@ -61,7 +61,7 @@ func (tx *Tx) Streams() ([]StreamInfo, error) {
 
 // Get returns the event at seq, or ErrNotFound.
 func (tx *Tx) Get(stream string, seq uint64) (Event, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return Event{}, err
 	}
@@ -75,7 +75,7 @@ func (tx *Tx) Get(stream string, seq uint64) (Event, error) {
 // GetByID returns the event with the given ID, or ErrNotFound. With a
 // DedupWindow, an ID appended twice returns the later event.
 func (tx *Tx) GetByID(stream string, id ulid.ULID) (Event, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return Event{}, err
 	}
@@ -102,7 +102,7 @@ func (tx *Tx) decode(st *streamTx, seq uint64, v []byte) (Event, error) {
 // them, and returns the extended slice. Sequences removed by retention are
 // skipped.
 func (tx *Tx) Read(dst []Event, stream string, from uint64, limit int) ([]Event, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return dst, err
 	}
@@ -122,7 +122,7 @@ func (tx *Tx) Read(dst []Event, stream string, from uint64, limit int) ([]Event,
 // or Last+1 when every event is older. Append times never decrease within
 // a stream, so it is a binary search.
 func (tx *Tx) SeqAtTime(stream string, t time.Time) (uint64, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return 0, err
 	}

@@ -44,6 +44,7 @@ const (
 	KindEvent RecordKind = 1 // an application or system event
 )
 
+// String returns the kind's name.
 func (k RecordKind) String() string {
 	switch k {
 	case KindEvent:

@@ -20,6 +20,7 @@ const (
 	Force
 )
 
+// String returns the policy's name.
 func (p TruncatePolicy) String() string {
 	if p == Force {
 		return "force"
@@ -82,7 +83,7 @@ func (l *Log) truncate(stream string, below uint64, policy TruncatePolicy, rule 
 // truncate removes up to limit events below below, with their ID index
 // entries, and returns how many it removed.
 func (tx *Tx) truncate(stream string, below uint64, limit int) (uint64, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if err != nil {
 		return 0, err
 	}
@@ -146,7 +147,7 @@ func (l *Log) ApplyRetention(stream string, r Retention) (uint64, error) {
 	}
 	var below uint64
 	err := l.View(func(tx *Tx) error {
-		st, err := tx.stream(stream, false)
+		st, err := tx.stream(stream, existing)
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,7 @@ func AtSeq(seq uint64) Position { return Position{kind: posSeq, seq: seq} }
 // AtTime starts at the first event appended at or after t.
 func AtTime(t time.Time) Position { return Position{kind: posTime, time: t} }
 
+// String describes the position, as in "seq 42" or "latest".
 func (p Position) String() string {
 	switch p.kind {
 	case posLatest:
@@ -52,7 +53,7 @@ func (p Position) String() string {
 // Resolve returns the first sequence p designates in stream. A stream that
 // does not exist yet resolves to 1.
 func (tx *Tx) Resolve(stream string, p Position) (uint64, error) {
-	st, err := tx.stream(stream, false)
+	st, err := tx.stream(stream, existing)
 	if isNotFound(err) {
 		if p.kind == posSeq {
 			return max(p.seq, 1), nil

@@ -91,9 +91,17 @@ func (tx *Tx) corrupt(stream string, seq uint64, err error) error {
 	return &CorruptError{Path: tx.log.path, Stream: stream, Seq: seq, Err: err}
 }
 
+// lookup says whether stream creates a missing stream.
+type lookup uint8
+
+const (
+	existing lookup = iota // a missing stream is ErrNotFound
+	orCreate               // a missing stream is created (in a write Tx)
+)
+
 // stream returns the stream's staged state. A missing stream is created
-// when create is set and the Tx is writable; otherwise it is ErrNotFound.
-func (tx *Tx) stream(name string, create bool) (*streamTx, error) {
+// under orCreate in a writable Tx; otherwise it is ErrNotFound.
+func (tx *Tx) stream(name string, mode lookup) (*streamTx, error) {
 	if st, ok := tx.streams[name]; ok {
 		return st, nil
 	}
@@ -103,7 +111,7 @@ func (tx *Tx) stream(name string, create bool) (*streamTx, error) {
 	heads := tx.btx.Bucket(bucketHeads)
 	hv := heads.Get([]byte(name))
 	if hv == nil {
-		if !create || !tx.Writable() {
+		if mode != orCreate || !tx.Writable() {
 			return nil, fmt.Errorf("%w: stream %q", ErrNotFound, name)
 		}
 		for _, b := range [][]byte{eventsBucket(name), idsBucket(name)} {

@@ -18,6 +18,7 @@ const (
 
 var stateNames = [...]string{"created", "starting", "recovering", "running", "draining", "stopped", "failed"}
 
+// String returns the state's name, as $system events record it.
 func (s State) String() string {
 	if int(s) < len(stateNames) {
 		return stateNames[s]
@@ -77,6 +78,7 @@ const (
 
 var childStateNames = [...]string{"idle", "running", "backing_off", "failed", "stopped"}
 
+// String returns the state's name, as $system events record it.
 func (s ChildState) String() string {
 	if int(s) < len(childStateNames) {
 		return childStateNames[s]

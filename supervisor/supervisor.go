@@ -17,26 +17,31 @@ import (
 
 // Child is something the supervisor runs and restarts: a flow, for
 // example. Run blocks until ctx is cancelled or the child fails; a nil
-// return while the runtime runs means the child finished its work.
+// return while the runtime runs means the child finished its work. Run is
+// called from one goroutine per child, again after each restart, never
+// twice at once.
 type Child interface {
 	Run(ctx context.Context) error
 }
 
 // Drainer is a Child that can stop gracefully: Shutdown stops its intake
 // and waits for in-flight work until ctx expires. Children that are not
-// Drainers are stopped by cancelling Run's context.
+// Drainers are stopped by cancelling Run's context. Shutdown is called from
+// another goroutine than Run, possibly before Run has started or after it
+// returned: it must be safe then too.
 type Drainer interface {
 	Shutdown(ctx context.Context) error
 }
 
 // Idler is a Child that can tell whether it has caught up with its input,
-// for RunUntilIdle.
+// for RunUntilIdle. Idle is called concurrently with Run.
 type Idler interface {
 	Idle() bool
 }
 
 // Detailer is a Child that reports details worth recording with the
 // runtime's draining and stopped transitions, such as its in-flight count.
+// Details is called concurrently with Run.
 type Detailer interface {
 	Details() map[string]string
 }

@@ -73,6 +73,7 @@ type LineError struct {
 	Err  error
 }
 
+// Error names the input line and what is wrong with it.
 func (e *LineError) Error() string {
 	cause := e.Err
 	var ee *eventlog.EventError
@@ -93,6 +94,7 @@ type InputError struct {
 	Total int
 }
 
+// Error lists the bad lines of the input.
 func (e *InputError) Error() string {
 	if e.Total == 1 {
 		return fmt.Sprintf("%s: %v", e.Name, e.Lines[0])

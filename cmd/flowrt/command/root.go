@@ -149,6 +149,7 @@ type LockedError struct {
 	Err     error
 }
 
+// Error says the journal is held by another process and what to do.
 func (e *LockedError) Error() string {
 	return fmt.Sprintf("%s is locked: another process (probably `flowrt run`) has it open; gave up after %v (--lock-timeout)", e.Path, e.Timeout)
 }
