@@ -14,6 +14,13 @@
 // contiguous, every record's CRC and encoding are valid, heads agree with
 // the records, and every consumer offset is at or below its stream's head.
 //
+// # Crash tests
+//
+// StartChild runs the test binary again as a child process running one
+// test function, which calls RunChild, so a crash test can kill it with
+// SIGKILL (Child.KillAfter) and check what survived; Cycles and Seed read
+// the long run's settings shared by the crash tests.
+//
 // # Caveats
 //
 // A test that means to leave a damaged journal behind (corruption tests)

@@ -14,15 +14,11 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// The child process is this test binary run again with envChild set: it
-// opens the journal, appends until it is killed, and reports on stdout one
-// JSON line (an ackLine) per call that returned nil. Nothing else goes to
-// stdout; problems go to stderr and end the child with a non-zero status,
-// which the parent reports as a failure.
-const (
-	envChild       = "FLOWRT_CRASH_CHILD"  // "append": run as the child
-	envChildConfig = "FLOWRT_CRASH_CONFIG" // the childConfig, as JSON
-)
+// The child process is this test binary run again by flowtest.StartChild:
+// it opens the journal, appends until it is killed, and reports on stdout
+// one JSON line (an ackLine) per call that returned nil. Nothing else goes
+// to stdout; problems go to stderr and end the child with a non-zero
+// status, which the parent reports as a failure.
 
 // childMaxLife bounds a child the parent failed to kill: it exits on its
 // own, so a parent that died cannot leave it appending forever.
@@ -84,21 +80,7 @@ func (a *ackWriter) write(line *ackLine) error {
 }
 
 // runChild runs the child's workload. It returns only on failure.
-func runChild() error {
-	var cfg childConfig
-	if err := json.Unmarshal([]byte(os.Getenv(envChildConfig)), &cfg); err != nil {
-		return fmt.Errorf("bad %s: %w", envChildConfig, err)
-	}
-	// The parent holds our stdin open: EOF means it is gone.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		fmt.Fprintln(os.Stderr, "crash child: stdin closed, parent gone; exiting")
-		os.Exit(3)
-	}()
-	time.AfterFunc(childMaxLife, func() {
-		fmt.Fprintf(os.Stderr, "crash child: not killed after %v; exiting\n", childMaxLife)
-		os.Exit(4)
-	})
+func runChild(cfg childConfig) error {
 	l, err := eventlog.Open(cfg.Journal, &eventlog.Options{SyncInterval: cfg.SyncInterval, LockTimeout: 10 * time.Second})
 	if err != nil {
 		return err

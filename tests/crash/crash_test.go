@@ -4,38 +4,33 @@
 package crash_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/flowtest"
 )
 
-// Settings of the long run. The environment variables are read when the
-// flags are not given.
-var (
-	cyclesFlag = flag.Int("crash.cycles", 0, "crash cycles per test (default: "+strconv.Itoa(shortCycles)+"; env "+envCycles+")")
-	seedFlag   = flag.Int64("crash.seed", 0, "random seed (default: from the clock; env "+envSeed+")")
-)
+// Flags of the long run, read by flowtest.Cycles and flowtest.Seed; the
+// environment variables FLOWRT_CRASH_CYCLES and FLOWRT_CRASH_SEED are read
+// when they are not given.
+func init() {
+	flag.Int(flowtest.CyclesFlag, 0, "crash cycles per test (default: "+strconv.Itoa(shortCycles)+"; env "+flowtest.CyclesEnv+")")
+	flag.Int64(flowtest.SeedFlag, 0, "random seed (default: from the clock; env "+flowtest.SeedEnv+")")
+}
 
-const (
-	envCycles = "FLOWRT_CRASH_CYCLES" // cycles per test
-	envSeed   = "FLOWRT_CRASH_SEED"   // random seed
-	envDir    = "FLOWRT_CRASH_DIR"    // keep the journals under this directory instead of a temporary one
-)
+// envDir keeps the journals under this directory instead of a temporary one.
+const envDir = "FLOWRT_CRASH_DIR"
 
 // Cycles of the short run, part of `go test ./...`.
 const (
@@ -70,45 +65,7 @@ func TestCrashSyncInterval(t *testing.T) {
 // TestChildProcess is the child the crash tests start; it is skipped in a
 // normal run.
 func TestChildProcess(t *testing.T) {
-	if os.Getenv(envChild) == "" {
-		t.Skip("the crash tests' child process; runs only when they start it")
-	}
-	err := runChild()
-	fmt.Fprintln(os.Stderr, "crash child:", err)
-	os.Exit(1)
-}
-
-func cycles(t *testing.T, short int) int {
-	n := *cyclesFlag
-	if n == 0 {
-		if v := os.Getenv(envCycles); v != "" {
-			var err error
-			if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-				t.Fatalf("%s=%q: want a positive number of cycles", envCycles, v)
-			}
-		}
-	}
-	if n == 0 {
-		n = short
-		if testing.Short() {
-			n = max(n/testingShortDiv, 2)
-		}
-	}
-	return n
-}
-
-func seed(t *testing.T) int64 {
-	if *seedFlag != 0 {
-		return *seedFlag
-	}
-	if v := os.Getenv(envSeed); v != "" {
-		s, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatalf("%s=%q: %v", envSeed, v, err)
-		}
-		return s
-	}
-	return time.Now().UnixNano()
+	flowtest.RunChild(t, childMaxLife, runChild)
 }
 
 func journalDir(t *testing.T) string {
@@ -128,9 +85,11 @@ func journalDir(t *testing.T) string {
 // kill it with SIGKILL at a random moment, reopen the journal and verify it
 // against everything the child acknowledged.
 func runCrashTest(t *testing.T, syncInterval time.Duration, short int) {
-	n := cycles(t, short)
-	sd := seed(t)
-	fmt.Fprintln(os.Stderr, "seed:", sd)
+	if testing.Short() {
+		short = max(short/testingShortDiv, 2)
+	}
+	n := flowtest.Cycles(t, short)
+	sd := flowtest.Seed(t)
 	rng := rand.New(rand.NewPCG(uint64(sd), 0x6372617368))
 	path := filepath.Join(journalDir(t), "journal.db")
 	m := newModel(defaultCapBytes)
@@ -151,7 +110,7 @@ func runCrashTest(t *testing.T, syncInterval time.Duration, short int) {
 		fail := func(format string, args ...any) {
 			t.Helper()
 			t.Fatalf("seed %d (%s=%d repeats the choices, not the timing), cycle %d of %d, kill %v after the first ack: %s",
-				sd, envSeed, sd, cycle, n, delay, fmt.Sprintf(format, args...))
+				sd, flowtest.SeedEnv, sd, cycle, n, delay, fmt.Sprintf(format, args...))
 		}
 		t0 := time.Now()
 		lines, torn, firstAck := runCycle(t, cfg, delay, fail)
@@ -207,217 +166,54 @@ func reopenAndVerify(path string, m *model) (err error) {
 func runCycle(t *testing.T, cfg childConfig, delay time.Duration, fail func(string, ...any)) (lines []ackLine, torn int, toFirstAck time.Duration) {
 	t.Helper()
 	start := time.Now()
-	c, err := startChild(cfg)
+	firstAck := make(chan struct{})
+	var other []string // stdout lines that are not acknowledgements
+	var readErr error
+	c, err := flowtest.StartChild("TestChildProcess", cfg, func(line []byte) {
+		switch {
+		case readErr != nil:
+		case !bytes.HasSuffix(line, []byte("\n")):
+			// Cut by the kill: dropped, as its call was acknowledged but
+			// not fully reported.
+			torn++
+		case !bytes.HasPrefix(line, []byte(`{"op":`)):
+			other = append(other, string(line))
+		default:
+			var a ackLine
+			if err := json.Unmarshal(line, &a); err != nil {
+				readErr = fmt.Errorf("line %d %q: %w", len(lines)+1, line, err)
+				return
+			}
+			if lines = append(lines, a); len(lines) == 1 {
+				close(firstAck)
+			}
+		}
+	})
 	if err != nil {
 		fail("start child: %v", err)
 	}
-	defer c.stop()
-
-	timeout := time.NewTimer(firstAckTimeout)
-	defer timeout.Stop()
-	select {
-	case <-c.firstAck:
-	case <-c.exited:
-		c.drain()
-		fail("child exited before acknowledging anything: %v\n%s", c.waitErr, c.diagnostics())
-	case <-timeout.C:
-		fail("no acknowledgement from the child within %v\n%s", firstAckTimeout, c.diagnostics())
-	}
-
-	toFirstAck = time.Since(start)
-	kill := time.NewTimer(delay)
-	defer kill.Stop()
-	select {
-	case <-kill.C:
-	case <-c.exited:
-		c.drain()
-		fail("child exited on its own: %v\n%s", c.waitErr, c.diagnostics())
-	}
-	if err := c.cmd.Process.Kill(); err != nil {
-		fail("kill child: %v", err)
-	}
-	timeout.Reset(exitTimeout)
-	select {
-	case <-c.exited:
-	case <-timeout.C:
-		fail("child still running %v after SIGKILL\n%s", exitTimeout, c.diagnostics())
-	}
-	select {
-	case <-c.readDone:
-	case <-timeout.C:
-		fail("child's output still open %v after SIGKILL\n%s", exitTimeout, c.diagnostics())
-	}
-	if st := c.cmd.ProcessState; st == nil || st.Exited() {
-		fail("child was not ended by the kill: %v\n%s", c.waitErr, c.diagnostics())
-	}
-	if c.readErr != nil {
-		fail("reading the child's acknowledgements: %v\n%s", c.readErr, c.diagnostics())
-	}
-	if s := c.stderr.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") {
-		fail("child reported a problem before it was killed:\n%s", c.diagnostics())
-	}
-	return c.lines, c.torn, toFirstAck
-}
-
-// child is one running child process.
-type child struct {
-	cmd    *exec.Cmd
-	stdin  *os.File // held open: the child exits when it sees EOF
-	stderr *tailBuffer
-
-	firstAck chan struct{} // closed at the first acknowledgement
-	exited   chan struct{} // closed when the process has been waited for
-	waitErr  error         // set before exited is closed
-	readDone chan struct{} // closed when stdout reached EOF
-	lines    []ackLine     // set before readDone is closed
-	torn     int
-	readErr  error
-	other    []string // stdout lines that are not acknowledgements
-}
-
-func startChild(cfg childConfig) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	conf, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	c := &child{
-		stdin:    inW,
-		stderr:   &tailBuffer{max: 64 << 10},
-		firstAck: make(chan struct{}),
-		exited:   make(chan struct{}),
-		readDone: make(chan struct{}),
-	}
-	c.cmd = exec.Command(exe, "-test.run=^TestChildProcess$", "-test.count=1")
-	c.cmd.Env = append(os.Environ(), envChild+"=append", envChildConfig+"="+string(conf))
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = inR, outW, c.stderr
-	c.cmd.WaitDelay = exitTimeout
-	err = c.cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		outR.Close()
-		inW.Close()
-		return nil, err
-	}
-	go c.read(outR)
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-// read collects the child's acknowledgements until its stdout closes. A
-// last line without its newline was cut by the kill: it is dropped, as its
-// call was acknowledged but not fully reported.
-func (c *child) read(r *os.File) {
-	defer close(c.readDone)
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 1<<16)
-	first := true
-	for {
-		line, err := br.ReadBytes('\n')
-		if err == io.EOF {
-			if len(line) > 0 {
-				c.torn++
+	defer c.Stop(exitTimeout)
+	diagnostics := func() string {
+		s := c.Diagnostics()
+		select {
+		case <-c.Exited():
+			if len(other) > 0 {
+				s += "\nchild stdout, other than acknowledgements:\n" + strings.Join(other, "")
 			}
-			return
+		default:
 		}
-		if err != nil {
-			c.readErr = err
-			return
-		}
-		if !bytes.HasPrefix(line, []byte(`{"op":`)) {
-			c.other = append(c.other, string(line))
-			continue
-		}
-		var a ackLine
-		if err := json.Unmarshal(line, &a); err != nil {
-			c.readErr = fmt.Errorf("line %d %q: %w", len(c.lines)+1, line, err)
-			return
-		}
-		c.lines = append(c.lines, a)
-		if first {
-			first = false
-			close(c.firstAck)
-		}
+		return s
 	}
-}
 
-// drain waits, boundedly, for the output of a child that has exited.
-func (c *child) drain() {
-	t := time.NewTimer(exitTimeout)
-	defer t.Stop()
-	select {
-	case <-c.readDone:
-	case <-t.C:
+	if err := c.Await(firstAck, firstAckTimeout); err != nil {
+		fail("waiting for the first acknowledgement: %v\n%s", err, diagnostics())
 	}
-}
-
-// stop kills the child if it is still running and waits, boundedly, for it.
-func (c *child) stop() {
-	defer c.stdin.Close()
-	select {
-	case <-c.exited:
-		return
-	default:
+	toFirstAck = time.Since(start)
+	if err := c.KillAfter(delay, exitTimeout); err != nil {
+		fail("%v\n%s", err, diagnostics())
 	}
-	_ = c.cmd.Process.Kill()
-	t := time.NewTimer(exitTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-	case <-t.C:
+	if readErr != nil {
+		fail("reading the child's acknowledgements: %v\n%s", readErr, diagnostics())
 	}
-}
-
-func (c *child) diagnostics() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "child stderr (last %d KiB):\n%s", c.stderr.max>>10, c.stderr.String())
-	select {
-	case <-c.readDone:
-		if len(c.other) > 0 {
-			fmt.Fprintf(&b, "\nchild stdout, other than acknowledgements:\n%s", strings.Join(c.other, ""))
-		}
-	default:
-	}
-	return b.String()
-}
-
-// tailBuffer keeps the last max bytes written to it. It is safe for
-// concurrent use.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (w *tailBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.b = append(w.b, p...)
-	if over := len(w.b) - w.max; over > 0 {
-		w.b = append(w.b[:0], w.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tailBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.b)
+	return lines, torn, toFirstAck
 }

@@ -2,10 +2,8 @@ package crashconsumer_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -16,13 +14,12 @@ import (
 	"github.com/flowrt/flowrt/eventlog"
 )
 
-// The child process is this test binary run again with envChild set to its
-// childConfig: it opens the journal, runs a Reader whose handler makes each
-// event it processes durable in the cycle's processed file, appends events
+// The child process is this test binary run again by flowtest.StartChild:
+// it opens the journal, runs a Reader whose handler makes each event it
+// processes durable in the cycle's processed file, appends events
 // meanwhile, prints readyLine once the Reader runs, and goes on until it is
 // killed. Problems go to stderr and end the child with a non-zero status,
 // which the parent reports.
-const envChild = "FLOWRT_CRASHCONSUMER_CHILD"
 
 // readyLine is the child's only output on stdout.
 const readyLine = "running"
@@ -46,22 +43,7 @@ type childConfig struct {
 var errTransient = errors.New("transient failure")
 
 // runChild runs the child's workload. It returns only on failure.
-func runChild() error {
-	var cfg childConfig
-	if err := json.Unmarshal([]byte(os.Getenv(envChild)), &cfg); err != nil {
-		return fmt.Errorf("bad %s: %w", envChild, err)
-	}
-	// The parent holds our stdin open: EOF means it is gone.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		fmt.Fprintln(os.Stderr, "consumer crash child: stdin closed, parent gone; exiting")
-		os.Exit(3)
-	}()
-	time.AfterFunc(childMaxLife, func() {
-		fmt.Fprintf(os.Stderr, "consumer crash child: not killed after %v; exiting\n", childMaxLife)
-		os.Exit(4)
-	})
-
+func runChild(cfg childConfig) error {
 	l, err := eventlog.Open(cfg.Journal, &eventlog.Options{LockTimeout: 10 * time.Second})
 	if err != nil {
 		return err

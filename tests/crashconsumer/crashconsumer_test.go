@@ -14,15 +14,11 @@
 package crashconsumer_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,9 +34,6 @@ import (
 )
 
 const (
-	envCycles = "FLOWRT_CRASH_CYCLES" // cycles of the long run
-	envSeed   = "FLOWRT_CRASH_SEED"   // random seed
-
 	shortCycles  = 20 // the default run
 	streamName   = "events"
 	consumerName = "crash"
@@ -54,12 +47,7 @@ const (
 // TestChildProcess is the child the crash test starts; it is skipped in a
 // normal run.
 func TestChildProcess(t *testing.T) {
-	if os.Getenv(envChild) == "" {
-		t.Skip("the consumer crash test's child process; runs only when it starts it")
-	}
-	err := runChild()
-	fmt.Fprintln(os.Stderr, "consumer crash child:", err)
-	os.Exit(1)
+	flowtest.RunChild(t, childMaxLife, runChild)
 }
 
 // cycleReport is what one cycle did.
@@ -72,9 +60,12 @@ type cycleReport struct {
 }
 
 func TestConsumerCrash(t *testing.T) {
-	n := cycles(t)
-	sd := seed(t)
-	fmt.Fprintln(os.Stderr, "seed:", sd)
+	n := shortCycles
+	if testing.Short() {
+		n = shortCycles / 4
+	}
+	n = flowtest.Cycles(t, n)
+	sd := flowtest.Seed(t)
 	rng := rand.New(rand.NewPCG(uint64(sd), 0x636f6e73756d6572))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "journal.db")
@@ -99,7 +90,7 @@ func TestConsumerCrash(t *testing.T) {
 		fail := func(format string, args ...any) {
 			t.Helper()
 			t.Fatalf("seed %d (rerun with %s=%d), cycle %d of %d, kill %v after ready: %s",
-				sd, envSeed, sd, c, n, delay, fmt.Sprintf(format, args...))
+				sd, flowtest.SeedEnv, sd, c, n, delay, fmt.Sprintf(format, args...))
 		}
 		runCycle(t, cfg, delay, fail)
 
@@ -217,31 +208,6 @@ func TestConsumerCrash(t *testing.T) {
 	}
 }
 
-func cycles(t *testing.T) int {
-	if v := os.Getenv(envCycles); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("%s=%q: want a positive number of cycles", envCycles, v)
-		}
-		return n
-	}
-	if testing.Short() {
-		return shortCycles / 4
-	}
-	return shortCycles
-}
-
-func seed(t *testing.T) int64 {
-	if v := os.Getenv(envSeed); v != "" {
-		s, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			t.Fatalf("%s=%q: %v", envSeed, v, err)
-		}
-		return s
-	}
-	return time.Now().UnixNano()
-}
-
 // readOffset opens the journal as a restarted process would and returns
 // the consumer's committed offset and the stream's last sequence.
 func readOffset(t *testing.T, path string) (committed, last uint64) {
@@ -291,139 +257,21 @@ func readProcessed(path string) ([]uint64, error) {
 // it to end. The child is killed on every path out.
 func runCycle(t *testing.T, cfg childConfig, delay time.Duration, fail func(string, ...any)) {
 	t.Helper()
-	c, err := startChild(cfg)
+	ready := make(chan struct{})
+	var once sync.Once
+	c, err := flowtest.StartChild("TestChildProcess", cfg, func(line []byte) {
+		if string(line) == readyLine+"\n" {
+			once.Do(func() { close(ready) })
+		}
+	})
 	if err != nil {
 		fail("start child: %v", err)
 	}
-	defer c.stop()
-	timeout := time.NewTimer(readyTimeout)
-	defer timeout.Stop()
-	select {
-	case <-c.ready:
-	case <-c.exited:
-		fail("child exited before it was ready: %v\n%s", c.waitErr, c.stderr.String())
-	case <-timeout.C:
-		fail("child not ready within %v\n%s", readyTimeout, c.stderr.String())
+	defer c.Stop(exitTimeout)
+	if err := c.Await(ready, readyTimeout); err != nil {
+		fail("%v\n%s", err, c.Diagnostics())
 	}
-	kill := time.NewTimer(delay)
-	defer kill.Stop()
-	select {
-	case <-kill.C:
-	case <-c.exited:
-		fail("child exited on its own: %v\n%s", c.waitErr, c.stderr.String())
+	if err := c.KillAfter(delay, exitTimeout); err != nil {
+		fail("%v\n%s", err, c.Diagnostics())
 	}
-	if err := c.cmd.Process.Kill(); err != nil {
-		fail("kill child: %v", err)
-	}
-	timeout.Reset(exitTimeout)
-	select {
-	case <-c.exited:
-	case <-timeout.C:
-		fail("child still running %v after SIGKILL\n%s", exitTimeout, c.stderr.String())
-	}
-	if st := c.cmd.ProcessState; st == nil || st.Exited() {
-		fail("child was not ended by the kill: %v\n%s", c.waitErr, c.stderr.String())
-	}
-	if s := c.stderr.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") {
-		fail("child reported a problem before it was killed:\n%s", s)
-	}
-}
-
-// child is one running child process.
-type child struct {
-	cmd     *exec.Cmd
-	stdin   *os.File // held open: the child exits when it sees EOF
-	stderr  *syncBuffer
-	ready   chan struct{} // closed when the child printed readyLine
-	exited  chan struct{} // closed when the process has been waited for
-	waitErr error         // set before exited is closed
-}
-
-func startChild(cfg childConfig) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	conf, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	c := &child{stdin: inW, stderr: &syncBuffer{}, ready: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = exec.Command(exe, "-test.run=^TestChildProcess$", "-test.count=1")
-	c.cmd.Env = append(os.Environ(), envChild+"="+string(conf))
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = inR, outW, c.stderr
-	c.cmd.WaitDelay = exitTimeout
-	err = c.cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		outR.Close()
-		inW.Close()
-		return nil, err
-	}
-	go func() {
-		defer outR.Close()
-		sc := bufio.NewScanner(outR)
-		for sc.Scan() {
-			if sc.Text() == readyLine {
-				close(c.ready)
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, outR) // until the child is gone
-	}()
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-// stop kills the child if it is still running and waits, boundedly, for it.
-func (c *child) stop() {
-	defer c.stdin.Close()
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Kill()
-	t := time.NewTimer(exitTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-	case <-t.C:
-	}
-}
-
-// syncBuffer is the child's stderr, written by exec's copier and read by
-// the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 64<<10 {
-		return len(p), nil // keep the head: the first problem is the one to see
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,9 +2,7 @@ package crashsupervisor_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
@@ -14,16 +12,14 @@ import (
 	"github.com/flowrt/flowrt/supervisor"
 )
 
-// The child process is this test binary run again with envChild set to its
-// childConfig, as JSON. It opens the journal, starts a Supervisor with a
-// producer appending to streamName and one consumer Reader per name in
-// consumerNames, and prints runningPrefix and its run's ID on stdout once
-// Start has returned. In modeKill it then runs until it is killed; in
-// modeStop it stops the supervisor cleanly after StopAfter, closes the
-// journal, prints stoppedPrefix and the run's ID, and exits 0. Problems go
-// to stderr and end the child with a non-zero status, which the parent
-// reports.
-const envChild = "FLOWRT_CRASHSUPERVISOR_CHILD"
+// The child process is this test binary run again by flowtest.StartChild.
+// It opens the journal, starts a Supervisor with a producer appending to
+// streamName and one consumer Reader per name in consumerNames, and prints
+// runningPrefix and its run's ID on stdout once Start has returned. In
+// modeKill it then runs until it is killed; in modeStop it stops the
+// supervisor cleanly after StopAfter, closes the journal, prints
+// stoppedPrefix and the run's ID, and exits 0. Problems go to stderr and
+// end the child with a non-zero status, which the parent reports.
 
 const (
 	runningPrefix = "running "
@@ -54,22 +50,7 @@ type childConfig struct {
 
 // runChild runs the child. It returns only on failure, or with nil after a
 // clean stop in modeStop.
-func runChild() error {
-	var cfg childConfig
-	if err := json.Unmarshal([]byte(os.Getenv(envChild)), &cfg); err != nil {
-		return fmt.Errorf("bad %s: %w", envChild, err)
-	}
-	// The parent holds our stdin open: EOF means it is gone.
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		fmt.Fprintln(os.Stderr, "supervisor crash child: stdin closed, parent gone; exiting")
-		os.Exit(3)
-	}()
-	time.AfterFunc(childMaxLife, func() {
-		fmt.Fprintf(os.Stderr, "supervisor crash child: not done after %v; exiting\n", childMaxLife)
-		os.Exit(4)
-	})
-
+func runChild(cfg childConfig) error {
 	l, err := eventlog.Open(cfg.Journal, &eventlog.Options{LockTimeout: 10 * time.Second})
 	if err != nil {
 		return err

@@ -10,30 +10,19 @@
 package crashsupervisor_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/flowtest"
 	"github.com/flowrt/flowrt/supervisor"
 	"github.com/stretchr/testify/require"
-)
-
-const (
-	envCycles = "FLOWRT_CRASH_CYCLES" // total cycles; a third are clean stops
-	envSeed   = "FLOWRT_CRASH_SEED"   // random seed
 )
 
 const (
@@ -47,15 +36,7 @@ const (
 // TestChildProcess is the child the crash test starts; it is skipped in a
 // normal run.
 func TestChildProcess(t *testing.T) {
-	if os.Getenv(envChild) == "" {
-		t.Skip("the supervisor crash test's child process; runs only when it starts it")
-	}
-	err := runChild()
-	if err == nil {
-		os.Exit(0)
-	}
-	fmt.Fprintln(os.Stderr, "supervisor crash child:", err)
-	os.Exit(1)
+	flowtest.RunChild(t, childMaxLife, runChild)
 }
 
 // killed is what the parent saw of a run it killed, read from the journal
@@ -73,23 +54,12 @@ type cycle struct {
 }
 
 func TestCrashRecovery(t *testing.T) {
-	n := defaultCycles
-	if v := os.Getenv(envCycles); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			t.Fatalf("%s=%q: want a positive number of cycles", envCycles, v)
-		}
-	} else if testing.Short() {
+	n := defaultCycles // total cycles; a third are clean stops
+	if testing.Short() {
 		n = 6
 	}
-	seed := time.Now().UnixNano()
-	if v := os.Getenv(envSeed); v != "" {
-		var err error
-		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", envSeed, v, err)
-		}
-	}
-	fmt.Fprintln(os.Stderr, "seed:", seed)
+	n = flowtest.Cycles(t, n)
+	seed := flowtest.Seed(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x73757076))
 	stops := n / 3
 	plan := make([]cycle, n)
@@ -105,7 +75,7 @@ func TestCrashRecovery(t *testing.T) {
 		c := &plan[i]
 		fail := func(format string, args ...any) {
 			t.Helper()
-			t.Fatalf("seed %d (%s=%d repeats the choices), cycle %d of %d (kill %v): %s", seed, envSeed, seed, i+1, n, c.kill, fmt.Sprintf(format, args...))
+			t.Fatalf("seed %d (%s=%d repeats the choices), cycle %d of %d (kill %v): %s", seed, flowtest.SeedEnv, seed, i+1, n, c.kill, fmt.Sprintf(format, args...))
 		}
 		cfg := childConfig{Journal: path, Cycle: i + 1, KeepRuns: keepRuns, Mode: modeStop,
 			StopAfter: minStopAfter + time.Duration(rng.Int64N(int64(maxStopAfter-minStopAfter)))}
@@ -236,177 +206,52 @@ func readKilled(path string) (*killed, error) {
 // then kills it delay later, or waits for it to stop cleanly. It returns
 // the child's run ID. The child is killed on every path out.
 func runCycle(cfg childConfig, delay time.Duration) (string, error) {
-	c, err := startChild(cfg)
+	lines := make(chan string, 4)
+	c, err := flowtest.StartChild("TestChildProcess", cfg, func(line []byte) {
+		if s := string(line); strings.HasPrefix(s, runningPrefix) || strings.HasPrefix(s, stoppedPrefix) {
+			lines <- strings.TrimSuffix(s, "\n")
+		}
+	})
 	if err != nil {
 		return "", fmt.Errorf("start child: %w", err)
 	}
-	defer c.stop()
+	defer c.Stop(childTimeout)
+	go func() {
+		<-c.Exited() // after the last line
+		close(lines)
+	}()
 
 	timeout := time.NewTimer(childTimeout)
 	defer timeout.Stop()
 	var run string
 	select {
-	case line, ok := <-c.lines:
+	case line, ok := <-lines:
 		if !ok || !strings.HasPrefix(line, runningPrefix) {
-			return "", fmt.Errorf("child did not report running (got %q): %v\n%s", line, c.waitExit(), c.stderr())
+			_ = c.Wait(childTimeout)
+			return "", fmt.Errorf("child did not report running (got %q)\n%s", line, c.Diagnostics())
 		}
 		run = strings.TrimPrefix(line, runningPrefix)
 	case <-timeout.C:
-		return "", fmt.Errorf("child not running after %v\n%s", childTimeout, c.stderr())
+		return "", fmt.Errorf("child not running after %v\n%s", childTimeout, c.Diagnostics())
 	}
 
 	if cfg.Mode == modeStop {
 		select {
-		case line := <-c.lines:
+		case line := <-lines:
 			if line != stoppedPrefix+run {
-				return "", fmt.Errorf("child did not report its stop (got %q): %v\n%s", line, c.waitExit(), c.stderr())
+				_ = c.Wait(childTimeout)
+				return "", fmt.Errorf("child did not report its stop (got %q)\n%s", line, c.Diagnostics())
 			}
 		case <-timeout.C:
-			return "", fmt.Errorf("child not stopped after %v\n%s", childTimeout, c.stderr())
+			return "", fmt.Errorf("child not stopped after %v\n%s", childTimeout, c.Diagnostics())
 		}
-		select {
-		case <-c.exited:
-		case <-timeout.C:
-			return "", fmt.Errorf("child did not exit after stopping\n%s", c.stderr())
-		}
-		if c.waitErr != nil {
-			return "", fmt.Errorf("child's clean stop: %v\n%s", c.waitErr, c.stderr())
+		if err := c.Wait(childTimeout); err != nil {
+			return "", fmt.Errorf("child's clean stop: %v\n%s", err, c.Diagnostics())
 		}
 		return run, nil
 	}
-
-	kill := time.NewTimer(delay)
-	defer kill.Stop()
-	select {
-	case <-kill.C:
-	case <-c.exited:
-		return "", fmt.Errorf("child exited before the kill: %v\n%s", c.waitErr, c.stderr())
-	}
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return "", fmt.Errorf("kill: %w", err)
-	}
-	select {
-	case <-c.exited:
-	case <-timeout.C:
-		return "", fmt.Errorf("child still running %v after SIGKILL\n%s", childTimeout, c.stderr())
-	}
-	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		return "", fmt.Errorf("child was not ended by the kill: %v\n%s", c.waitErr, c.stderr())
-	}
-	if s := c.stderr(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic:") {
-		return "", fmt.Errorf("child reported a problem before it was killed:\n%s", s)
+	if err := c.KillAfter(delay, childTimeout); err != nil {
+		return "", fmt.Errorf("%v\n%s", err, c.Diagnostics())
 	}
 	return run, nil
-}
-
-// child is one running child process.
-type child struct {
-	cmd    *exec.Cmd
-	stdin  *os.File // held open: the child exits when it sees EOF
-	lines  chan string
-	exited chan struct{} // closed once the process has been waited for
-	// waitErr is set before exited is closed.
-	waitErr error
-
-	mu  sync.Mutex
-	err strings.Builder
-}
-
-func startChild(cfg childConfig) (*child, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	conf, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
-	}
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	// Our own pipe for stdout, not StdoutPipe: Wait must not close it
-	// before the child's last line has been read.
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
-	}
-	c := &child{stdin: inW, lines: make(chan string, 4), exited: make(chan struct{})}
-	c.cmd = exec.Command(exe, "-test.run=^TestChildProcess$", "-test.count=1")
-	c.cmd.Env = append(os.Environ(), envChild+"="+string(conf))
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = inR, outW, (*lockedWriter)(c)
-	c.cmd.WaitDelay = childTimeout
-	err = c.cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		return nil, err
-	}
-	go func() {
-		defer close(c.lines)
-		defer outR.Close()
-		sc := bufio.NewScanner(outR)
-		for sc.Scan() {
-			if line := sc.Text(); strings.HasPrefix(line, runningPrefix) || strings.HasPrefix(line, stoppedPrefix) {
-				c.lines <- line
-			}
-		}
-	}()
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-// waitExit waits for the child's exit, at most childTimeout.
-func (c *child) waitExit() error {
-	t := time.NewTimer(childTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-		return c.waitErr
-	case <-t.C:
-		return fmt.Errorf("child still running after %v", childTimeout)
-	}
-}
-
-// lockedWriter collects the child's stderr.
-type lockedWriter child
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err.Len() < 64<<10 {
-		w.err.Write(p)
-	}
-	return len(p), nil
-}
-
-func (c *child) stderr() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return "child stderr:\n" + c.err.String()
-}
-
-// stop kills the child if it still runs, and waits for it, boundedly.
-func (c *child) stop() {
-	defer c.stdin.Close()
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Kill()
-	t := time.NewTimer(childTimeout)
-	defer t.Stop()
-	select {
-	case <-c.exited:
-	case <-t.C:
-	}
 }
