@@ -102,16 +102,8 @@ func Reset(j Journal, stream, name string, pos eventlog.Position) error {
 		defer release()
 	}
 	return j.Update(func(tx *eventlog.Tx) error {
-		first, err := tx.Resolve(stream, pos)
+		floor, err := startFloor(tx, stream, pos)
 		if err != nil {
-			return err
-		}
-		floor := first - 1
-		if si, err := tx.Info(stream); err == nil {
-			floor = min(floor, si.Last)
-		} else if isNotFound(err) {
-			floor = 0
-		} else {
 			return err
 		}
 		if err := tx.ResetOffset(stream, name, floor); err != nil {

@@ -86,16 +86,7 @@ func Open(j Journal, stream, name string, opts *Options) (*Reader, error) {
 			floor = off
 			return err
 		}
-		first, err := tx.Resolve(stream, *r.opts.Start)
-		if err != nil {
-			return err
-		}
-		floor = first - 1
-		if si, err := tx.Info(stream); err == nil {
-			floor = min(floor, si.Last)
-		} else if isNotFound(err) {
-			floor = 0
-		} else {
+		if floor, err = startFloor(tx, stream, *r.opts.Start); err != nil {
 			return err
 		}
 		return tx.SetOffset(stream, name, floor)
@@ -107,6 +98,24 @@ func Open(j Journal, stream, name string, opts *Options) (*Reader, error) {
 	r.floor.Store(floor)
 	r.committed.Store(floor)
 	return r, nil
+}
+
+// startFloor returns the ack offset that makes a consumer start at pos: the
+// sequence before it, clamped to the stream's end (0 for a stream not yet
+// written).
+func startFloor(tx *eventlog.Tx, stream string, pos eventlog.Position) (uint64, error) {
+	first, err := tx.Resolve(stream, pos)
+	if err != nil {
+		return 0, err
+	}
+	si, err := tx.Info(stream)
+	if isNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return min(first-1, si.Last), nil
 }
 
 // Name returns the consumer's name.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -84,12 +83,7 @@ func copyCompacted(tmp, path string, src *bolt.DB, o *Options) error {
 	}
 	// A damaged page of the source makes bbolt panic or fault while it
 	// walks it; bbolt rolls both transactions back on the way out.
-	err = func() (err error) {
-		defer containPanic(path, &err)
-		old := debug.SetPanicOnFault(true)
-		defer debug.SetPanicOnFault(old)
-		return bolt.Compact(dst, src, compactTxBytes)
-	}()
+	err = contained(path, func() error { return bolt.Compact(dst, src, compactTxBytes) })
 	if errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) {
 		// flowrt writes neither: the source's page claims them.
 		err = &CorruptError{Path: path, Err: fmt.Errorf("bbolt: copying a damaged page: %w", err)}

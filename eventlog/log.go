@@ -235,11 +235,18 @@ func (l *Log) view(fn func(*bolt.Tx) error) (err error) {
 
 // viewContained runs fn in a read transaction on db, turning a panic or a
 // memory fault on a damaged page into a CorruptError.
-func viewContained(db *bolt.DB, path string, fn func(*bolt.Tx) error) (err error) {
+func viewContained(db *bolt.DB, path string, fn func(*bolt.Tx) error) error {
+	return contained(path, func() error { return db.View(fn) })
+}
+
+// contained runs fn with memory faults turned into panics, and turns a
+// panic or fault inside it into a CorruptError. Commits and opens, which
+// must also release what bbolt holds, recover on their own.
+func contained(path string, fn func() error) (err error) {
 	defer containPanic(path, &err)
 	old := debug.SetPanicOnFault(true)
 	defer debug.SetPanicOnFault(old)
-	return db.View(fn)
+	return fn()
 }
 
 // notify wakes every goroutine waiting for a commit.
