@@ -13,59 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// readerChild runs a consumer.Reader as a supervised child. A Reader runs
-// once, so each Run opens a new one; Shutdown drains the current one and
-// keeps any later Run from starting. Idle reports whether the committed
-// offset has reached the stream's end, for RunUntilIdle.
-type readerChild struct {
-	l            *eventlog.Log
-	stream, name string
-	opts         *consumer.Options
-	h            consumer.Handler
-
-	mu       sync.Mutex
-	r        *consumer.Reader
-	shutdown bool
-}
-
-func (c *readerChild) Run(ctx context.Context) error {
-	c.mu.Lock()
-	if c.shutdown {
-		c.mu.Unlock()
-		return consumer.ErrClosed
-	}
-	r, err := consumer.Open(c.l, c.stream, c.name, c.opts)
-	if err != nil {
-		c.mu.Unlock()
-		return err
-	}
-	c.r = r
-	c.mu.Unlock()
-	return r.Run(ctx, c.h)
-}
-
-func (c *readerChild) Shutdown(ctx context.Context) error {
-	c.mu.Lock()
-	c.shutdown = true
-	r := c.r
-	c.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Shutdown(ctx)
-}
-
-func (c *readerChild) Idle() bool {
-	c.mu.Lock()
-	r := c.r
-	c.mu.Unlock()
-	if r == nil {
-		return false
-	}
-	si, err := c.l.Info(c.stream)
-	return err == nil && r.Offset() >= si.Last
-}
-
 // tally records what a handler did with each event.
 type tally struct {
 	mu          sync.Mutex
@@ -131,7 +78,7 @@ func TestGracefulStopSlowHandler(t *testing.T) {
 			flowtest.MustAppend(t, l, "orders", flowtest.Events(events, "order.created")...)
 			first := newTally()
 			started := make(chan uint64, events)
-			rc := &readerChild{l: l, stream: "orders", name: "billing", opts: &consumer.Options{Workers: 1}, h: first.slowHandler(work, started)}
+			rc := &flowtest.ReaderChild{Log: l, Stream: "orders", Name: "billing", Options: &consumer.Options{Workers: 1}, Handler: first.slowHandler(work, started)}
 			s := newSupervisor(t, l, nil, child("billing", rc))
 			require.NoError(t, s.Start(context.Background()))
 			require.Equal(t, uint64(1), recv(t, started, "the first event"))
@@ -177,7 +124,7 @@ func TestGracefulStopSlowHandler(t *testing.T) {
 
 			// The next run delivers the rest, and nothing it need not.
 			second := newTally()
-			rc2 := &readerChild{l: l, stream: "orders", name: "billing", opts: &consumer.Options{Workers: 1, CommitInterval: 5 * time.Millisecond}, h: second.fastHandler()}
+			rc2 := &flowtest.ReaderChild{Log: l, Stream: "orders", Name: "billing", Options: &consumer.Options{Workers: 1, CommitInterval: 5 * time.Millisecond}, Handler: second.fastHandler()}
 			s2 := newSupervisor(t, l, &supervisor.Options{IdlePoll: 5 * time.Millisecond}, child("billing", rc2))
 			require.NoError(t, s2.RunUntilIdle(context.Background(), waitTimeout))
 			require.Nil(t, mustRuns(t, l)[1].Recovery, "the first run stopped: no recovery")

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/flowtest"
 	"github.com/flowrt/flowrt/supervisor"
 )
 
@@ -67,7 +67,7 @@ func runChild(cfg childConfig) error {
 		return err
 	}
 	for _, name := range consumerNames {
-		rc := &readerChild{l: l, stream: streamName, name: name, opts: &consumer.Options{Workers: 2, CommitInterval: 5 * time.Millisecond}}
+		rc := &flowtest.ReaderChild{Log: l, Stream: streamName, Name: name, Options: &consumer.Options{Workers: 2, CommitInterval: 5 * time.Millisecond}}
 		if err := s.Add(name, rc, nil); err != nil {
 			return err
 		}
@@ -118,43 +118,4 @@ func (p producer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// readerChild runs a consumer.Reader as a supervised child: each Run opens
-// a new Reader (a Reader runs once) and Shutdown drains the current one.
-type readerChild struct {
-	l            *eventlog.Log
-	stream, name string
-	opts         *consumer.Options
-
-	mu       sync.Mutex
-	r        *consumer.Reader
-	shutdown bool
-}
-
-func (c *readerChild) Run(ctx context.Context) error {
-	c.mu.Lock()
-	if c.shutdown {
-		c.mu.Unlock()
-		return consumer.ErrClosed
-	}
-	r, err := consumer.Open(c.l, c.stream, c.name, c.opts)
-	if err != nil {
-		c.mu.Unlock()
-		return err
-	}
-	c.r = r
-	c.mu.Unlock()
-	return r.Run(ctx, func(context.Context, eventlog.Event) error { return nil })
-}
-
-func (c *readerChild) Shutdown(ctx context.Context) error {
-	c.mu.Lock()
-	c.shutdown = true
-	r := c.r
-	c.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	return r.Shutdown(ctx)
 }
