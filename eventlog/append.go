@@ -146,6 +146,7 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 	now := st.nextTime()
 	results := make([]AppendResult, len(encs))
 	keys := make([]byte, 8*len(encs)) // one allocation for the batch's keys
+	w := chunkWriter{st: st}
 	for i, e := range encs {
 		seq := st.head.last + 1
 		key := keys[8*i : 8*i+8 : 8*i+8]
@@ -165,7 +166,7 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 			}
 		}
 		sealRecord(e.value, seq, now)
-		if err := st.events.Put(key, e.value); err != nil {
+		if err := w.add(key, seq, e.value, !e.generated); err != nil {
 			return nil, err
 		}
 		if index {
@@ -175,11 +176,87 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 		}
 		st.head.last = seq
 		st.head.lastTime = now.UnixNano()
-		st.head.bytes += uint64(len(e.value))
 		st.dirty = true
 		results[i] = AppendResult{Seq: seq, ID: e.id}
 	}
+	if err := w.flush(); err != nil {
+		return nil, err
+	}
 	return results, nil
+}
+
+// chunkWriter gathers consecutive sealed records into chunks (chunk.go)
+// and puts them into the stream's events bucket.
+type chunkWriter struct {
+	st    *streamTx
+	key   []byte // the first record's key
+	recs  [][]byte
+	bytes int // the records' bytes
+	size  int // the chunk's bytes, framing included
+}
+
+// add queues a record; keep makes it findable by duplicate checks before
+// its chunk is written.
+func (w *chunkWriter) add(key []byte, seq uint64, rec []byte, keep bool) error {
+	limit := w.st.chunkLimit
+	if chunkHeaderSize+binary.MaxVarintLen32+len(rec) > limit {
+		if err := w.flush(); err != nil {
+			return err
+		}
+		return w.put(key, rec, len(rec))
+	}
+	if len(w.recs) > 0 && w.size+binary.MaxVarintLen32+len(rec) > limit {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.recs) == 0 {
+		w.key = key
+		w.size = chunkHeaderSize
+	}
+	w.size += uvarintLen(len(rec)) + len(rec)
+	w.recs = append(w.recs, rec)
+	w.bytes += len(rec)
+	if keep {
+		if w.st.pending == nil {
+			w.st.pending = make(map[uint64][]byte)
+		}
+		w.st.pending[seq] = rec
+	}
+	if len(w.recs) == maxChunkEvents {
+		return w.flush()
+	}
+	return nil
+}
+
+func uvarintLen(n int) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], uint64(n))
+}
+
+func (w *chunkWriter) flush() error {
+	var err error
+	switch len(w.recs) {
+	case 0:
+		return nil
+	case 1:
+		err = w.put(w.key, w.recs[0], len(w.recs[0]))
+	default:
+		err = w.put(w.key, appendChunk(make([]byte, 0, chunkHeaderSize+w.bytes+3*len(w.recs)), w.recs), w.bytes)
+	}
+	w.recs, w.bytes = w.recs[:0], 0
+	clear(w.st.pending)
+	return err
+}
+
+// put stores a value holding records of recBytes bytes: the head counts
+// the records' bytes, not the chunk framing.
+func (w *chunkWriter) put(key, v []byte, recBytes int) error {
+	if err := w.st.events.Put(key, v); err != nil {
+		return err
+	}
+	w.st.head.bytes += uint64(recBytes)
+	return nil
 }
 
 // duplicate reports whether id is already in the stream within the dedup

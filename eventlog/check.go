@@ -92,35 +92,37 @@ func (tx *Tx) checkStream(ctx context.Context, si StreamInfo, add func(error) bo
 	var n, bytes uint64
 	expect := si.First
 	c := st.events.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if n%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return n, err
-			}
+	full := false
+	for k, v := c.First(); k != nil && !full; k, v = c.Next() {
+		if err := ctx.Err(); err != nil {
+			return n, err
 		}
-		seq := binary.BigEndian.Uint64(k)
-		n++
-		bytes += uint64(len(v))
-		if seq != expect {
-			if !add(tx.corrupt(si.Name, seq, fmt.Errorf("sequence gap: expected %d", expect))) {
+		first := binary.BigEndian.Uint64(k)
+		if first != expect {
+			if !add(tx.corrupt(si.Name, first, fmt.Errorf("sequence gap: expected %d", expect))) {
 				return n, nil
 			}
 		}
-		expect = seq + 1
-		e, err := tx.decode(st, seq, v)
-		if err != nil {
-			if !add(err) {
-				return n, nil
+		expect = first
+		err := eachRecord(first, v, first, func(seq uint64, rec []byte) bool {
+			n++
+			bytes += uint64(len(rec))
+			expect = seq + 1
+			e, err := tx.decode(st, seq, rec)
+			if err != nil {
+				full = !add(err)
+				return !full
 			}
-			continue
-		}
-		if got, _, ok, err := tx.lookupID(st, e.ID); err != nil || !ok || got < seq {
-			if err == nil {
-				err = tx.corrupt(si.Name, seq, fmt.Errorf("id %s does not find its event", e.ID))
+			if got, _, ok, err := tx.lookupID(st, e.ID); err != nil || !ok || got < seq {
+				if err == nil {
+					err = tx.corrupt(si.Name, seq, fmt.Errorf("id %s does not find its event", e.ID))
+				}
+				full = !add(err)
 			}
-			if !add(err) {
-				return n, nil
-			}
+			return !full
+		})
+		if err != nil && !add(tx.corrupt(si.Name, first, err)) {
+			return n, nil
 		}
 	}
 	if n > 0 && expect-1 != si.Last {

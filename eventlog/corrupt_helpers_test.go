@@ -43,7 +43,9 @@ func buildCorruptBase(t *testing.T) corruptBase {
 			Data:    bytes.Repeat([]byte{'a' + byte(i%26)}, 480),
 		}
 	}
-	events[corruptTarget-1].Data = payload
+	// The target is larger than a chunk may be, so the journal stores it as
+	// a plain record under its own key, which the record cases damage.
+	events[corruptTarget-1].Data = append(bytes.Clone(payload), bytes.Repeat([]byte{'z'}, 9<<10)...)
 	// One append: one commit, so every record is written once.
 	_, err = l.Append(corruptStream, events...)
 	require.NoError(t, err)

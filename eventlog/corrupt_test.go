@@ -223,10 +223,23 @@ func corruptCases() []corruptCase {
 			hv := rawValue(t, path, []byte("heads"), []byte(corruptStream))
 			raw, err := os.ReadFile(path)
 			require.NoError(t, err)
-			k := bytes.Index(raw, append([]byte(corruptStream), hv...))
-			require.Greater(t, k, 16)
-			require.Equal(t, uint32(16), binary.LittleEndian.Uint32(raw[k-16+4:]), "element pos")
-			binary.LittleEndian.PutUint32(raw[k-16+8:], 0x1c000000)
+			// Damage every copy: freed pages may hold stale ones, and which
+			// is live depends on page allocation.
+			needle := append([]byte(corruptStream), hv...)
+			damaged := 0
+			for off := 0; ; {
+				i := bytes.Index(raw[off:], needle)
+				if i < 0 {
+					break
+				}
+				k := off + i
+				off = k + 1
+				if k > 16 && binary.LittleEndian.Uint32(raw[k-16+4:]) == 16 { // element pos
+					binary.LittleEndian.PutUint32(raw[k-16+8:], 0x1c000000)
+					damaged++
+				}
+			}
+			require.Positive(t, damaged, "the heads element")
 			require.NoError(t, os.WriteFile(path, raw, 0o644))
 		}, want: opens, compactErr: &corrupt, noAppend: "known crasher inline-bucket-element-beyond-value.db: a write " +
 			"transaction copies the inline heads page to the heap and follows the damaged key size out of it",

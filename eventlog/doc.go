@@ -28,7 +28,8 @@
 //
 // # Format
 //
-// Each stream is a bucket of sequence (8 bytes, big-endian) to record:
+// Each stream is a bucket of sequence (8 bytes, big-endian) to record, or
+// to a chunk of consecutive records for a multi-event append:
 //
 //	+--------+---------+-------------+-------------+--- ... ---+
 //	| ver 1B | kind 1B | CRC32C 4B   | unix ns 8B  | payload   |

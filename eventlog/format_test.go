@@ -184,7 +184,7 @@ func TestFormatLayout(t *testing.T) {
 		fmt.Sprintf("offset key orders/billing = %x", offsetKey("orders", "billing")),
 	}
 	got := strings.Join(lines, "\n") + "\n"
-	path := filepath.Join("testdata", "layout_v1.golden")
+	path := filepath.Join("testdata", fmt.Sprintf("layout_v%d.golden", FormatVersion))
 	if *updateGolden {
 		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
 	}

@@ -88,7 +88,10 @@ func (tx *Tx) lookupID(st *streamTx, id ulid.ULID) (uint64, []byte, bool, error)
 			return 0, nil, false, tx.corrupt(st.name, 0, fmt.Errorf("id index entry for %s is %d bytes", id, len(k)))
 		}
 		seq := binary.BigEndian.Uint64(k)
-		v := st.events.Get(k)
+		v, err := tx.record(st, seq)
+		if err != nil {
+			return 0, nil, false, err
+		}
 		if v == nil {
 			return 0, nil, false, tx.corrupt(st.name, seq, fmt.Errorf("id %s indexes a missing event", id))
 		}
@@ -98,9 +101,18 @@ func (tx *Tx) lookupID(st *streamTx, id ulid.ULID) (uint64, []byte, bool, error)
 	if !ok {
 		return 0, nil, false, nil
 	}
-	v := st.events.Get(seqKey(seq))
-	if v == nil || !bytes.Equal(recordID(v), id[:]) {
-		return 0, nil, false, nil
+	v, err := tx.record(st, seq)
+	if err != nil || v == nil || !bytes.Equal(recordID(v), id[:]) {
+		return 0, nil, false, err
 	}
 	return seq, v, true, nil
+}
+
+// record returns the record of seq, written or still pending in this
+// transaction, or nil.
+func (tx *Tx) record(st *streamTx, seq uint64) ([]byte, error) {
+	if v, ok := st.pending[seq]; ok {
+		return v, nil
+	}
+	return tx.recordAt(st, seq)
 }

@@ -19,7 +19,7 @@ import "encoding/binary"
 const (
 	// FormatVersion is the journal format this build writes. Open refuses a
 	// journal with a higher version.
-	FormatVersion = 1
+	FormatVersion = 2
 
 	journalMagic = "flowrt-journal"
 	metaMagic    = "magic"

@@ -65,7 +65,10 @@ func (tx *Tx) Get(stream string, seq uint64) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	v := st.events.Get(seqKey(seq))
+	v, err := tx.recordAt(st, seq)
+	if err != nil {
+		return Event{}, err
+	}
 	if v == nil {
 		return Event{}, fmt.Errorf("%w: stream %q seq %d", ErrNotFound, stream, seq)
 	}
@@ -107,13 +110,24 @@ func (tx *Tx) Read(dst []Event, stream string, from uint64, limit int) ([]Event,
 		return dst, err
 	}
 	c := st.events.Cursor()
-	for k, v := c.Seek(seqKey(from)); k != nil && limit > 0; k, v = c.Next() {
-		e, err := tx.decode(st, binary.BigEndian.Uint64(k), v)
+	for k, v := seekValue(c, from); k != nil && limit > 0; k, v = c.Next() {
+		first := binary.BigEndian.Uint64(k)
+		var derr error
+		err := eachRecord(first, v, from, func(seq uint64, rec []byte) bool {
+			var e Event
+			if e, derr = tx.decode(st, seq, rec); derr != nil {
+				return false
+			}
+			dst = append(dst, e)
+			limit--
+			return limit > 0
+		})
 		if err != nil {
-			return dst, err
+			return dst, tx.corrupt(stream, first, err)
 		}
-		dst = append(dst, e)
-		limit--
+		if derr != nil {
+			return dst, derr
+		}
 	}
 	return dst, nil
 }
@@ -130,9 +144,12 @@ func (tx *Tx) SeqAtTime(stream string, t time.Time) (uint64, error) {
 	var ferr error
 	n := sort.Search(int(last+1-first), func(i int) bool {
 		seq := first + uint64(i)
-		v := st.events.Get(seqKey(seq))
-		if v == nil || len(v) < recordHeaderSize {
-			ferr = tx.corrupt(stream, seq, fmt.Errorf("event missing or short inside the retained range"))
+		v, err := tx.recordAt(st, seq)
+		if err == nil && (v == nil || len(v) < recordHeaderSize) {
+			err = tx.corrupt(stream, seq, fmt.Errorf("event missing or short inside the retained range"))
+		}
+		if err != nil {
+			ferr = err
 			return true
 		}
 		return !recordTime(v).Before(t)

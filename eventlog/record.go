@@ -42,6 +42,7 @@ type RecordKind uint8
 // Record kinds. Part of the on-disk format.
 const (
 	KindEvent RecordKind = 1 // an application or system event
+	KindChunk RecordKind = 2 // consecutive events stored as one value (chunk.go)
 )
 
 // String returns the kind's name.
@@ -49,6 +50,8 @@ func (k RecordKind) String() string {
 	switch k {
 	case KindEvent:
 		return "event"
+	case KindChunk:
+		return "chunk"
 	default:
 		return fmt.Sprintf("RecordKind(%d)", uint8(k))
 	}

@@ -87,34 +87,73 @@ func (tx *Tx) truncate(stream string, below uint64, limit int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var keys [][]byte
-	var ids [][]byte
+	type removal struct {
+		key  []byte
+		keep []byte // what stays of a chunk that straddles below, or nil
+		ids  []idSeq
+	}
+	var removals []removal
+	removed := 0
 	c := st.events.Cursor()
-	for k, v := c.First(); k != nil && len(keys) < limit; k, v = c.Next() {
-		seq := binary.BigEndian.Uint64(k)
-		if seq >= below {
+	for k, v := c.First(); k != nil && removed < limit; k, v = c.Next() {
+		first := binary.BigEndian.Uint64(k)
+		if first >= below {
 			break
 		}
-		keys = append(keys, bytes.Clone(k))
-		ids = append(ids, bytes.Clone(recordID(v)))
-		st.head.bytes -= min(st.head.bytes, uint64(len(v)))
+		r := removal{key: bytes.Clone(k)}
+		var rest [][]byte
+		err := eachRecord(first, v, first, func(seq uint64, rec []byte) bool {
+			if seq < below {
+				r.ids = append(r.ids, idSeq{id: bytes.Clone(recordID(rec)), seq: seq})
+				st.head.bytes -= min(st.head.bytes, uint64(len(rec)))
+			} else {
+				rest = append(rest, rec)
+			}
+			return true
+		})
+		if err != nil {
+			return 0, tx.corrupt(stream, first, err)
+		}
+		switch len(rest) {
+		case 0:
+		case 1:
+			r.keep = bytes.Clone(rest[0])
+		default:
+			r.keep = appendChunk(nil, rest)
+		}
+		removed += len(r.ids)
+		removals = append(removals, r)
 	}
-	for i, k := range keys {
-		if err := st.events.Delete(k); err != nil {
+	for _, r := range removals {
+		if err := st.events.Delete(r.key); err != nil {
 			return 0, err
 		}
-		// Only producer-supplied IDs are indexed, and with a dedup window an
-		// ID can index a later event: remove only an entry naming this one.
-		if ids[i] != nil && bytes.Equal(st.ids.Get(ids[i]), k) {
-			if err := st.ids.Delete(ids[i]); err != nil {
+		if r.keep != nil {
+			if err := st.events.Put(seqKey(below), r.keep); err != nil {
 				return 0, err
 			}
 		}
+		for _, x := range r.ids {
+			// Only producer-supplied IDs are indexed, and with a dedup
+			// window an ID can index a later event: remove only an entry
+			// naming this one.
+			if x.id != nil && bytes.Equal(st.ids.Get(x.id), seqKey(x.seq)) {
+				if err := st.ids.Delete(x.id); err != nil {
+					return 0, err
+				}
+			}
+		}
 	}
-	if len(keys) > 0 {
+	if len(removals) > 0 {
 		st.dirty = true
 	}
-	return uint64(len(keys)), nil
+	return uint64(removed), nil
+}
+
+// idSeq is an event's ID and sequence, for index clean-up.
+type idSeq struct {
+	id  []byte
+	seq uint64
 }
 
 // Retention is a stream's retention policy. Each non-zero limit removes the
@@ -167,8 +206,14 @@ func (l *Log) ApplyRetention(stream string, r Retention) (uint64, error) {
 			excess := st.head.bytes - r.MaxBytes
 			c := st.events.Cursor()
 			for k, v := c.First(); k != nil && excess > 0; k, v = c.Next() {
-				excess -= min(excess, uint64(len(v)))
-				below = max(below, binary.BigEndian.Uint64(k)+1)
+				first := binary.BigEndian.Uint64(k)
+				if err := eachRecord(first, v, first, func(seq uint64, rec []byte) bool {
+					excess -= min(excess, uint64(len(rec)))
+					below = max(below, seq+1)
+					return excess > 0
+				}); err != nil {
+					return tx.corrupt(stream, first, err)
+				}
 			}
 		}
 		return nil

@@ -32,6 +32,12 @@ type streamTx struct {
 	dirty  bool
 
 	tagBase uint32 // see idTagBase
+
+	chunkLimit int // largest chunk to build (chunkBytes of the page size)
+
+	// pending holds records appended in this transaction but not yet
+	// written (their chunk is being built), for duplicate checks.
+	pending map[uint64][]byte
 }
 
 // head is a stream's durable summary, stored under its name in heads/:
@@ -131,11 +137,12 @@ func (tx *Tx) stream(name string, mode lookup) (*streamTx, error) {
 		return nil, tx.corrupt(name, 0, err)
 	}
 	st := &streamTx{
-		name:    name,
-		events:  tx.btx.Bucket(eventsBucket(name)),
-		ids:     tx.btx.Bucket(idsBucket(name)),
-		head:    h,
-		tagBase: tx.log.idTagBase(name),
+		name:       name,
+		events:     tx.btx.Bucket(eventsBucket(name)),
+		ids:        tx.btx.Bucket(idsBucket(name)),
+		head:       h,
+		tagBase:    tx.log.idTagBase(name),
+		chunkLimit: chunkBytes(tx.btx.DB().Info().PageSize),
 	}
 	if st.events == nil || st.ids == nil {
 		return nil, tx.corrupt(name, 0, errors.New("stream has a head but lacks its events or ids bucket"))
