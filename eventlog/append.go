@@ -146,7 +146,7 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 	now := st.nextTime()
 	results := make([]AppendResult, len(encs))
 	keys := make([]byte, 8*len(encs)) // one allocation for the batch's keys
-	w := chunkWriter{st: st}
+	w := chunkWriter{st: st, limit: tx.log.chunkLimit}
 	for i, e := range encs {
 		seq := st.head.last + 1
 		key := keys[8*i : 8*i+8 : 8*i+8]
@@ -189,6 +189,7 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 // and puts them into the stream's events bucket.
 type chunkWriter struct {
 	st    *streamTx
+	limit int    // largest chunk, framing included
 	key   []byte // the first record's key
 	recs  [][]byte
 	bytes int // the records' bytes
@@ -198,7 +199,7 @@ type chunkWriter struct {
 // add queues a record; keep makes it findable by duplicate checks before
 // its chunk is written.
 func (w *chunkWriter) add(key []byte, seq uint64, rec []byte, keep bool) error {
-	limit := w.st.chunkLimit
+	limit := w.limit
 	if chunkHeaderSize+binary.MaxVarintLen32+len(rec) > limit {
 		if err := w.flush(); err != nil {
 			return err

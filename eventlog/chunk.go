@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Chunks. An Append of several events stores them in chunks: one value,
@@ -101,11 +103,7 @@ func eachRecord(first uint64, v []byte, from uint64, fn func(seq uint64, rec []b
 
 // seekValue positions c on the stored value that holds seq, or the first
 // one after it: the value whose key is at or below seq, else the next.
-func seekValue(c interface {
-	Seek([]byte) ([]byte, []byte)
-	Prev() ([]byte, []byte)
-	Last() ([]byte, []byte)
-}, seq uint64) (k, v []byte) {
+func seekValue(c *bolt.Cursor, seq uint64) (k, v []byte) {
 	k, v = c.Seek(seqKey(seq))
 	if k != nil && binary.BigEndian.Uint64(k) == seq {
 		return k, v

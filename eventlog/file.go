@@ -302,6 +302,29 @@ func initBuckets(btx *bolt.Tx) error {
 	return nil
 }
 
+// upgradeFormat raises the stored format version of a journal opened for
+// writing to FormatVersion, before anything is written: this build may
+// write values an older build would misread (chunks, from version 2), and
+// the stored version is what makes an older build refuse the file. A
+// read-only open changes nothing.
+func upgradeFormat(db *bolt.DB, path string) error {
+	version := func(btx *bolt.Tx) uint32 {
+		return binary.BigEndian.Uint32(btx.Bucket(bucketMeta).Get([]byte(metaVersion)))
+	}
+	return contained(path, func() error {
+		var current uint32
+		if err := db.View(func(btx *bolt.Tx) error { current = version(btx); return nil }); err != nil {
+			return err
+		}
+		if current >= FormatVersion {
+			return nil // bbolt commits even an empty Update: do not touch the file
+		}
+		return db.Update(func(btx *bolt.Tx) error {
+			return btx.Bucket(bucketMeta).Put([]byte(metaVersion), binary.BigEndian.AppendUint32(nil, FormatVersion))
+		})
+	})
+}
+
 // readMeta checks flowrt's meta bucket and returns the journal ID.
 func readMeta(btx *bolt.Tx, path string) (ulid.ULID, error) {
 	var id ulid.ULID

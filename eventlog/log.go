@@ -35,6 +35,8 @@ type Log struct {
 
 	claims claims
 
+	chunkLimit int // largest chunk appends build: chunkBytes of the file's page size
+
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced after every commit
 }
@@ -82,6 +84,7 @@ func Open(path string, opts *Options) (*Log, error) {
 		donec:   make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	l.chunkLimit = chunkBytes(db.Info().PageSize)
 	if err := l.view(func(btx *bolt.Tx) (err error) {
 		l.id, err = readMeta(btx, path)
 		return err
@@ -92,6 +95,10 @@ func Open(path string, opts *Options) (*Log, error) {
 	if o.ReadOnly {
 		close(l.donec)
 		return l, nil
+	}
+	if err := upgradeFormat(db, path); err != nil {
+		db.Close()
+		return nil, err
 	}
 	go l.commitLoop()
 	if o.SyncInterval > 0 {

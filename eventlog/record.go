@@ -79,16 +79,6 @@ var encoders = sync.Pool{New: func() any {
 	return e
 }}
 
-// encodeRecord returns an event's value with the header left for sealRecord
-// to fill: the payload is encoded here, outside the commit path.
-func encodeRecord(e *Event) []byte {
-	x := encoders.Get().(*encoder)
-	defer encoders.Put(x)
-	x.buf.Reset()
-	x.append(e)
-	return bytes.Clone(x.buf.Bytes())
-}
-
 var zeroHeader [recordHeaderSize]byte
 
 // append writes an unsealed value for e at the end of the buffer.

@@ -33,8 +33,6 @@ type streamTx struct {
 
 	tagBase uint32 // see idTagBase
 
-	chunkLimit int // largest chunk to build (chunkBytes of the page size)
-
 	// pending holds records appended in this transaction but not yet
 	// written (their chunk is being built), for duplicate checks.
 	pending map[uint64][]byte
@@ -137,12 +135,11 @@ func (tx *Tx) stream(name string, mode lookup) (*streamTx, error) {
 		return nil, tx.corrupt(name, 0, err)
 	}
 	st := &streamTx{
-		name:       name,
-		events:     tx.btx.Bucket(eventsBucket(name)),
-		ids:        tx.btx.Bucket(idsBucket(name)),
-		head:       h,
-		tagBase:    tx.log.idTagBase(name),
-		chunkLimit: chunkBytes(tx.btx.DB().Info().PageSize),
+		name:    name,
+		events:  tx.btx.Bucket(eventsBucket(name)),
+		ids:     tx.btx.Bucket(idsBucket(name)),
+		head:    h,
+		tagBase: tx.log.idTagBase(name),
 	}
 	if st.events == nil || st.ids == nil {
 		return nil, tx.corrupt(name, 0, errors.New("stream has a head but lacks its events or ids bucket"))
