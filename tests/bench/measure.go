@@ -100,6 +100,40 @@ func readIO() (ioCounters, error) {
 // dirSize returns the sum of the apparent sizes of the regular files under
 // dir: what the variant stores, including preallocated space it has not
 // filled.
+// timedRun is what one variant's timed phase measured.
+type timedRun struct {
+	elapsed    time.Duration
+	writeBytes float64 // bytes the process wrote during the run (/proc/self/io)
+	dirBytes   int64   // the store's directory once it is closed
+}
+
+// timeRun times run between two reads of the process's I/O counters, then
+// closes the store and sizes its directory, so that writes deferred to
+// Close count in the file size but not in the run's writes.
+func timeRun(dir string, run, closeStore func() error) (timedRun, error) {
+	var tr timedRun
+	before, err := readIO()
+	if err != nil {
+		return tr, err
+	}
+	start := time.Now()
+	err = run()
+	tr.elapsed = time.Since(start)
+	if err != nil {
+		return tr, err
+	}
+	after, err := readIO()
+	if err != nil {
+		return tr, err
+	}
+	tr.writeBytes = float64(after.writeBytes - before.writeBytes)
+	if err := closeStore(); err != nil {
+		return tr, fmt.Errorf("close: %w", err)
+	}
+	tr.dirBytes, err = dirSize(dir)
+	return tr, err
+}
+
 func dirSize(dir string) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {

@@ -173,28 +173,14 @@ func (w *workload[T]) measure(ctx context.Context, e *env, v variant[T]) (res re
 		return res, fmt.Errorf("warm-up: %w", err)
 	}
 	e.settle()
-	before, err := readIO()
+	var lat *latencies
+	run, err := timeRun(dir,
+		func() (err error) { lat, err = w.drive(ctx, t, w.size, e.payloads); return err },
+		func() error { open = false; return t.Close() })
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%s: %w", v.key, err)
 	}
-	start := time.Now()
-	lat, err := w.drive(ctx, t, w.size, e.payloads)
-	elapsed := time.Since(start)
-	if err != nil {
-		return res, err
-	}
-	after, err := readIO()
-	if err != nil {
-		return res, err
-	}
-	open = false
-	if err := t.Close(); err != nil {
-		return res, fmt.Errorf("close %s: %w", v.key, err)
-	}
-	size, err := dirSize(dir)
-	if err != nil {
-		return res, err
-	}
+	elapsed := run.elapsed
 	records := w.size * w.recordsPerUnit
 	return result{
 		Key:                 v.key,
@@ -205,8 +191,8 @@ func (w *workload[T]) measure(ctx context.Context, e *env, v variant[T]) (res re
 		MicrosPerOp:         elapsed.Seconds() * 1e6 / float64(records),
 		P50Micros:           micros(lat.percentile(50)),
 		P99Micros:           micros(lat.percentile(99)),
-		WriteBytesPerRecord: float64(after.writeBytes-before.writeBytes) / float64(records),
-		FileBytesPerRecord:  float64(size) / float64(records+w.warm*w.recordsPerUnit),
+		WriteBytesPerRecord: run.writeBytes / float64(records),
+		FileBytesPerRecord:  float64(run.dirBytes) / float64(records+w.warm*w.recordsPerUnit),
 	}, nil
 }
 

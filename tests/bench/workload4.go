@@ -255,28 +255,13 @@ func (c *catchUp) measure(ctx context.Context, e *env, v *catchUpVariant, dir st
 	if err != nil {
 		return res, err
 	}
-	before, err := readIO()
+	run, err := timeRun(dir,
+		func() error { return s.Scan(ctx) },
+		func() error { open = false; return s.Close() })
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%s: %w", v.key, err)
 	}
-	start := time.Now()
-	err = s.Scan(ctx)
-	elapsed := time.Since(start)
-	if err != nil {
-		return res, err
-	}
-	after, err := readIO()
-	if err != nil {
-		return res, err
-	}
-	open = false
-	if err := s.Close(); err != nil {
-		return res, fmt.Errorf("close %s: %w", v.key, err)
-	}
-	size, err := dirSize(dir)
-	if err != nil {
-		return res, err
-	}
+	elapsed := run.elapsed
 	pct := 100 * resident.fraction()
 	return result{
 		Key:                 v.key,
@@ -285,8 +270,8 @@ func (c *catchUp) measure(ctx context.Context, e *env, v *catchUpVariant, dir st
 		Seconds:             elapsed.Seconds(),
 		RecordsPerSec:       float64(c.n) / elapsed.Seconds(),
 		MicrosPerOp:         elapsed.Seconds() * 1e6 / float64(c.n),
-		WriteBytesPerRecord: float64(after.writeBytes-before.writeBytes) / float64(c.n),
-		FileBytesPerRecord:  float64(size) / float64(c.n),
+		WriteBytesPerRecord: run.writeBytes / float64(c.n),
+		FileBytesPerRecord:  float64(run.dirBytes) / float64(c.n),
 		Cache:               v.cache.String(),
 		ResidentPercent:     &pct,
 		Eviction:            ev.method,
