@@ -3,6 +3,7 @@ module github.com/flowrt/flowrt
 go 1.26.8
 
 require (
+	github.com/expr-lang/expr v1.17.8
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/spf13/cobra v1.10.2
 	github.com/stretchr/testify v1.12.1

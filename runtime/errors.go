@@ -1,0 +1,79 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrStarted is returned by Add, Handle and Start once the runtime
+	// has started: a Runtime runs once.
+	ErrStarted = errors.New("flowrt/runtime: already started")
+
+	// ErrInvalidFlow is returned by Add, wrapped in a *FlowError, when a
+	// flow does not validate.
+	ErrInvalidFlow = errors.New("flowrt/runtime: invalid flow")
+
+	// ErrDuplicateFlow is returned by Add when a flow of the same name
+	// was already added.
+	ErrDuplicateFlow = errors.New("flowrt/runtime: duplicate flow name")
+
+	// ErrUnknownLookup is returned by Add, wrapped, when an enrich step
+	// names a lookup that Options.Lookups does not have.
+	ErrUnknownLookup = errors.New("flowrt/runtime: unknown lookup")
+
+	// ErrUnknownSink is returned, wrapped, when a flow names a sink that
+	// Options.Sinks does not have.
+	ErrUnknownSink = errors.New("flowrt/runtime: unknown sink")
+)
+
+// FlowError lists every problem Add found in one flow.
+type FlowError struct {
+	Flow string
+	Errs []error
+}
+
+func (e *FlowError) Error() string {
+	msg := fmt.Sprintf("flowrt/runtime: flow %q is invalid:", e.Flow)
+	for _, err := range e.Errs {
+		msg += "\n\t" + err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns ErrInvalidFlow and every problem, for errors.Is and As.
+func (e *FlowError) Unwrap() []error { return append([]error{ErrInvalidFlow}, e.Errs...) }
+
+// ExprError is a bad expression: one that does not compile, or that
+// failed on an event.
+type ExprError struct {
+	Expr string
+	Err  error
+}
+
+func (e *ExprError) Error() string { return fmt.Sprintf("expression %q: %v", e.Expr, e.Err) }
+func (e *ExprError) Unwrap() error { return e.Err }
+
+// PartError says where the processing of one record of an event failed:
+// at which step or sink, and for which fan-out part.
+type PartError struct {
+	Part  string // "" for the whole event
+	Stage string // such as "step 2 (map)" or "sink 0"
+	Err   error
+}
+
+func (e *PartError) Error() string {
+	if e.Part == "" {
+		return fmt.Sprintf("%s: %v", e.Stage, e.Err)
+	}
+	return fmt.Sprintf("part %s: %s: %v", e.Part, e.Stage, e.Err)
+}
+
+func (e *PartError) Unwrap() error { return e.Err }
+
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,278 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// OperatorFunc is a step written in Go: it returns the records that go on
+// (none drops the record, several fan it out). It is called from the
+// flow's worker goroutines, concurrently for events of different keys.
+type OperatorFunc func(ctx context.Context, r Record) ([]Record, error)
+
+// Lookup fetches something for an enrich step by a key (by default the
+// event's key), like an entity fetcher. Its result is stored in the
+// record's Vars. Lookups are called concurrently.
+type Lookup func(ctx context.Context, key any) (any, error)
+
+// Step is one step of a flow's pipeline. Build it with Filter, Map,
+// FanOut, Enrich, Emit, their Func variants, or Operator. Expression
+// steps are compiled by Runtime.Add, which reports a bad expression there.
+type Step struct {
+	kind   string
+	src    string // the expression of a filter, map or fan_out
+	as     string // the variable an enrich or fan_out sets
+	enrich EnrichSpec
+	emit   EmitSpec
+	fn     OperatorFunc
+}
+
+// Kind returns the step's kind: filter, map, fan_out, enrich, emit, or a
+// custom Operator's name.
+func (s Step) Kind() string { return s.kind }
+
+// String describes the step, such as `filter(data.total > 100)`.
+func (s Step) String() string {
+	switch {
+	case s.src != "":
+		return fmt.Sprintf("%s(%s)", s.kind, s.src)
+	case s.kind == "emit":
+		return fmt.Sprintf("emit(%s %s)", s.emit.Stream, s.emit.Type)
+	case s.kind == "enrich" && s.enrich.Lookup != "":
+		return fmt.Sprintf("enrich(%s as %s)", s.enrich.Lookup, s.enrich.As)
+	}
+	return s.kind
+}
+
+// Filter keeps the records for which the boolean expression is true; the
+// others are dropped for this flow (counted as filtered out, and acked).
+func Filter(expr string) Step { return Step{kind: "filter", src: expr} }
+
+// FilterFunc is Filter with a Go predicate.
+func FilterFunc(keep func(ctx context.Context, r Record) (bool, error)) Step {
+	return Operator("filter", func(ctx context.Context, r Record) ([]Record, error) {
+		ok, err := keep(ctx, r)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []Record{r}, nil
+	})
+}
+
+// Map replaces the payload with the expression's value, for example
+// `{"order": data.id, "total": data.total * 1.21}`.
+func Map(expr string) Step { return Step{kind: "map", src: expr} }
+
+// MapFunc is Map with a Go function.
+func MapFunc(fn func(ctx context.Context, r Record) (any, error)) Step {
+	return Operator("map", func(ctx context.Context, r Record) ([]Record, error) {
+		v, err := fn(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		r.Payload = v
+		return []Record{r}, nil
+	})
+}
+
+// FanOut turns each record into one part per element of the array the
+// expression returns (such as `data.items`). Each part's payload is its
+// element, also stored in Vars[as] when as is not empty, and the rest of
+// the pipeline runs for each part. Parts are numbered from 0, so a retry
+// yields the same part IDs.
+func FanOut(expr, as string) Step { return Step{kind: "fan_out", src: expr, as: as} }
+
+// FanOutFunc is FanOut with a Go function returning the elements.
+func FanOutFunc(as string, fn func(ctx context.Context, r Record) ([]any, error)) Step {
+	return Step{kind: "fan_out", as: as, fn: func(ctx context.Context, r Record) ([]Record, error) {
+		elems, err := fn(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return fanOut(r, elems, as), nil
+	}}
+}
+
+func fanOut(r Record, elems []any, as string) []Record {
+	out := make([]Record, len(elems))
+	for i, e := range elems {
+		out[i] = r.part(i, e)
+		if as != "" {
+			out[i].Vars[as] = e
+		}
+	}
+	return out
+}
+
+// elements converts a fan_out expression's value to its elements.
+func elements(v any) ([]any, error) {
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		return v, nil
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array {
+		return nil, fmt.Errorf("fan_out: value is %T, not an array", v)
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, nil
+}
+
+// EnrichSpec configures an enrich step.
+type EnrichSpec struct {
+	// Lookup names a Lookup registered in Options.Lookups. Required.
+	Lookup string
+	// Key is an expression giving the lookup's key. Default: the event's key.
+	Key string
+	// As names the variable the result is stored in. Required.
+	As string
+}
+
+// Enrich calls a registered Lookup and stores its result in Vars[spec.As],
+// where later expressions see it by that name.
+func Enrich(spec EnrichSpec) Step { return Step{kind: "enrich", enrich: spec, as: spec.As} }
+
+// EnrichFunc is Enrich with a Go function of the record.
+func EnrichFunc(as string, fn func(ctx context.Context, r Record) (any, error)) Step {
+	return Step{kind: "enrich", as: as, fn: func(ctx context.Context, r Record) ([]Record, error) {
+		v, err := fn(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		r.Vars = r.withVar(as, v)
+		return []Record{r}, nil
+	}}
+}
+
+// Operator is a custom step: fn decides what goes on. name is its Kind.
+func Operator(name string, fn OperatorFunc) Step { return Step{kind: name, fn: fn} }
+
+// compiler compiles a flow's steps and sinks.
+type compiler struct {
+	rt   *Runtime
+	flow string
+	site string // the step or sink being compiled, for derived IDs
+	sc   scope
+}
+
+// compile returns the step's operator and the scope after it.
+func (c *compiler) compile(s Step) (OperatorFunc, error) {
+	if s.as != "" {
+		if _, ok := builtinNames[s.as]; ok {
+			return nil, fmt.Errorf("as: %q is a built-in name", s.as)
+		}
+		if !isIdentifier(s.as) {
+			return nil, fmt.Errorf("as: %q is not an identifier", s.as)
+		}
+	}
+	defer func() {
+		if s.as != "" {
+			c.sc = c.sc.with(s.as)
+		}
+	}()
+	if s.fn != nil {
+		return s.fn, nil
+	}
+	switch s.kind {
+	case "filter":
+		p, err := compileExpr(s.src, c.sc, true)
+		if err != nil {
+			return nil, err
+		}
+		return func(_ context.Context, r Record) ([]Record, error) {
+			ok, err := p.bool(r)
+			if err != nil || !ok {
+				return nil, err
+			}
+			return []Record{r}, nil
+		}, nil
+	case "map":
+		p, err := compileExpr(s.src, c.sc, false)
+		if err != nil {
+			return nil, err
+		}
+		return func(_ context.Context, r Record) ([]Record, error) {
+			v, err := p.run(r)
+			if err != nil {
+				return nil, err
+			}
+			r.Payload = v
+			return []Record{r}, nil
+		}, nil
+	case "fan_out":
+		p, err := compileExpr(s.src, c.sc, false)
+		if err != nil {
+			return nil, err
+		}
+		return func(_ context.Context, r Record) ([]Record, error) {
+			v, err := p.run(r)
+			if err != nil {
+				return nil, err
+			}
+			elems, err := elements(v)
+			if err != nil {
+				return nil, &ExprError{Expr: s.src, Err: err}
+			}
+			return fanOut(r, elems, s.as), nil
+		}, nil
+	case "enrich":
+		return c.compileEnrich(s.enrich)
+	case "emit":
+		e, err := c.compileEmit(s.emit)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, r Record) ([]Record, error) {
+			return []Record{r}, e.emit(ctx, r)
+		}, nil
+	}
+	return nil, fmt.Errorf("step %q has no implementation", s.kind)
+}
+
+func (c *compiler) compileEnrich(spec EnrichSpec) (OperatorFunc, error) {
+	if spec.As == "" {
+		return nil, fmt.Errorf("enrich: as is required")
+	}
+	lookup, ok := c.rt.opts.Lookups[spec.Lookup]
+	if !ok {
+		return nil, fmt.Errorf("enrich: %w %q", ErrUnknownLookup, spec.Lookup)
+	}
+	var key *program
+	if spec.Key != "" {
+		var err error
+		if key, err = compileExpr(spec.Key, c.sc, false); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context, r Record) ([]Record, error) {
+		var k any = r.Event.Key
+		if key != nil {
+			var err error
+			if k, err = key.run(r); err != nil {
+				return nil, err
+			}
+		}
+		v, err := lookup(ctx, k)
+		if err != nil {
+			return nil, fmt.Errorf("enrich %s: %w", spec.Lookup, err)
+		}
+		r.Vars = r.withVar(spec.As, v)
+		return []Record{r}, nil
+	}, nil
+}
+
+func isIdentifier(s string) bool {
+	for i, c := range s {
+		letter := c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
