@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -26,9 +27,10 @@ type encoded struct {
 }
 
 // encodeEvents validates every event and encodes it. Nothing is written.
-// The values share one allocation: a bulk append of a thousand events
-// costs one, not a thousand.
-func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
+// The values share one buffer: a bulk append of a thousand events costs
+// one allocation, not a thousand, and none when arena (a buffer the caller
+// owns until its transaction ends) is big enough.
+func encodeEvents(events []Event, maxBytes int, arena *[]byte) ([]encoded, int, error) {
 	out := make([]encoded, len(events))
 	ends := make([]int, len(events))
 	x := encoders.Get().(*encoder)
@@ -48,7 +50,13 @@ func encodeEvents(events []Event, maxBytes int) ([]encoded, int, error) {
 		// A zero ID is generated at commit, when the sequence is known.
 		out[i] = encoded{id: e.ID, generated: e.ID == (ulid.ULID{})}
 	}
-	all := bytes.Clone(x.buf.Bytes())
+	var all []byte
+	if arena != nil {
+		all = append((*arena)[:0], x.buf.Bytes()...)
+		*arena = all
+	} else {
+		all = bytes.Clone(x.buf.Bytes())
+	}
 	start := 0
 	for i, end := range ends {
 		out[i].value = all[start:end:end]
@@ -69,7 +77,7 @@ func ValidateEvents(events []Event, maxEventBytes int) error {
 	if maxEventBytes <= 0 {
 		maxEventBytes = DefaultOptions().MaxEventBytes
 	}
-	_, _, err := encodeEvents(events, maxEventBytes)
+	_, _, err := encodeEvents(events, maxEventBytes, nil)
 	return err
 }
 
@@ -104,7 +112,12 @@ func (l *Log) Append(stream string, events ...Event) ([]AppendResult, error) {
 		}
 		return nil, l.writeErr()
 	}
-	encs, size, err := encodeEvents(events, l.opts.MaxEventBytes)
+	// The encoded records and the chunks built from them are referenced
+	// by bbolt until the transaction ends, which submit waits for: then
+	// the buffers go back to the pool.
+	a := getArenas()
+	defer putArenas(a)
+	encs, size, err := encodeEvents(events, l.opts.MaxEventBytes, &a.records)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +126,7 @@ func (l *Log) Append(stream string, events ...Event) ([]AppendResult, error) {
 		events: len(encs),
 		bytes:  size,
 		fn: func(tx *Tx) (err error) {
-			results, err = tx.appendEncoded(stream, encs)
+			results, err = tx.appendEncoded(stream, encs, &a.chunks)
 			return err
 		},
 	})
@@ -131,14 +144,16 @@ func (tx *Tx) Append(stream string, events ...Event) ([]AppendResult, error) {
 	if !tx.Writable() {
 		return nil, ErrReadOnly
 	}
-	encs, _, err := encodeEvents(events, tx.log.opts.MaxEventBytes)
+	encs, _, err := encodeEvents(events, tx.log.opts.MaxEventBytes, nil)
 	if err != nil {
 		return nil, err
 	}
-	return tx.appendEncoded(stream, encs)
+	return tx.appendEncoded(stream, encs, nil)
 }
 
-func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, error) {
+// appendEncoded appends encoded events. The chunks are built in arena when
+// it is not nil (and the caller keeps it until the transaction ends).
+func (tx *Tx) appendEncoded(stream string, encs []encoded, arena *[]byte) ([]AppendResult, error) {
 	st, err := tx.stream(stream, orCreate)
 	if err != nil {
 		return nil, err
@@ -147,6 +162,18 @@ func (tx *Tx) appendEncoded(stream string, encs []encoded) ([]AppendResult, erro
 	results := make([]AppendResult, len(encs))
 	keys := make([]byte, 8*len(encs)) // one allocation for the batch's keys
 	w := chunkWriter{st: st, limit: tx.log.chunkLimit}
+	if arena != nil {
+		// Every chunk fits in the records' bytes plus its framing; with
+		// that capacity no chunk moves the arena, so earlier ones stay valid.
+		need := 0
+		for _, e := range encs {
+			need += len(e.value) + binary.MaxVarintLen32 + chunkHeaderSize
+		}
+		if cap(*arena) < need {
+			*arena = make([]byte, 0, need)
+		}
+		w.arena = (*arena)[:0]
+	}
 	for i, e := range encs {
 		seq := st.head.last + 1
 		key := keys[8*i : 8*i+8 : 8*i+8]
@@ -192,8 +219,9 @@ type chunkWriter struct {
 	limit int    // largest chunk, framing included
 	key   []byte // the first record's key
 	recs  [][]byte
-	bytes int // the records' bytes
-	size  int // the chunk's bytes, framing included
+	bytes int    // the records' bytes
+	size  int    // the chunk's bytes, framing included
+	arena []byte // where chunks are built, when not nil; never grown
 }
 
 // add queues a record; keep makes it findable by duplicate checks before
@@ -243,7 +271,15 @@ func (w *chunkWriter) flush() error {
 	case 1:
 		err = w.put(w.key, w.recs[0], len(w.recs[0]))
 	default:
-		err = w.put(w.key, appendChunk(make([]byte, 0, chunkHeaderSize+w.bytes+3*len(w.recs)), w.recs), w.bytes)
+		var v []byte
+		if w.arena != nil {
+			start := len(w.arena)
+			w.arena = appendChunk(w.arena, w.recs)
+			v = w.arena[start:len(w.arena):len(w.arena)]
+		} else {
+			v = appendChunk(make([]byte, 0, chunkHeaderSize+w.bytes+3*len(w.recs)), w.recs)
+		}
+		err = w.put(w.key, v, w.bytes)
 	}
 	w.recs, w.bytes = w.recs[:0], 0
 	clear(w.st.pending)
@@ -272,4 +308,22 @@ func (tx *Tx) duplicate(st *streamTx, id ulid.ULID, now time.Time) (uint64, bool
 		return seq, true, nil
 	}
 	return seq, now.Sub(recordTime(rec)) < window, nil
+}
+
+// arenas are the buffers one Append encodes into, reused across appends.
+type arenas struct{ records, chunks []byte }
+
+var arenaPool = sync.Pool{New: func() any { return new(arenas) }}
+
+// maxPooledArena bounds the buffers kept for reuse, so one huge append
+// does not pin its memory.
+const maxPooledArena = 4 << 20
+
+func getArenas() *arenas { return arenaPool.Get().(*arenas) }
+
+func putArenas(a *arenas) {
+	if cap(a.records) > maxPooledArena || cap(a.chunks) > maxPooledArena {
+		return
+	}
+	arenaPool.Put(a)
 }
