@@ -377,6 +377,15 @@ func (rt *Runtime) RunUntilIdle(ctx context.Context) error {
 	return errors.Join(err, rt.closeAllSinks())
 }
 
+// Done returns a channel closed when the runtime has ended, by a stop or
+// a failure (then Wait says which). Before Start it returns nil.
+func (rt *Runtime) Done() <-chan struct{} {
+	if sup := rt.supervisor(); sup != nil {
+		return sup.Done()
+	}
+	return nil
+}
+
 // Status returns the supervisor's status: the runtime's state and each
 // flow's. Before Start it is the zero Status.
 func (rt *Runtime) Status() supervisor.Status {
