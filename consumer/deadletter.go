@@ -40,6 +40,33 @@ func DeadLetters(j Journal, stream, name string, r Range) ([]DeadLetter, error) 
 	return out, err
 }
 
+// DoneAbove lists, in sequence order, the events above the consumer's
+// committed offset that a clean stop recorded as done: the next run does
+// not deliver them again. Dead letters are listed by DeadLetters.
+func DoneAbove(j Journal, stream, name string) ([]uint64, error) {
+	var out []uint64
+	err := j.View(func(tx *eventlog.Tx) error {
+		b, ok, err := consumerBuckets(tx, stream, name)
+		if err != nil || !ok {
+			return err
+		}
+		for k, v := range b.retries.Items(nil) {
+			if len(k) != 8 {
+				continue
+			}
+			rec, err := decodeRecord[retryRecord](k, v)
+			if err != nil {
+				return err
+			}
+			if rec.Acked {
+				out = append(out, seqFromKey(k))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Redeliver queues the consumer's dead letters in r for redelivery and
 // returns how many it queued. A running Reader picks them up within a
 // second, one not running when it next runs; the queue survives crashes.

@@ -121,6 +121,27 @@ type Options struct {
 	// Logger receives handler panics and persistence failures. Default:
 	// discard.
 	Logger *slog.Logger
+
+	// Commit, when set, takes part in every commit of the ack floor: what
+	// it writes commits atomically with the floor (flow state, for
+	// example). Default: none.
+	Commit CommitHook
+}
+
+// CommitHook takes part in a Reader's commits, so that the effects of the
+// events a commit covers are durable exactly when the floor that covers
+// them is. Its methods are called from the Reader's commit goroutine, one
+// at a time.
+type CommitHook interface {
+	// Commit writes, inside the transaction that commits floor, the
+	// effects of every event at or below floor, and of the events in done:
+	// those above the floor that are done, listed only by the last commit
+	// of a run. It may run more than once for one commit (the journal can
+	// re-run a transaction), and an error fails the commit.
+	Commit(tx *eventlog.Tx, floor uint64, done []uint64) error
+	// Committed reports that the transaction of the last Commit call
+	// committed.
+	Committed(floor uint64, done []uint64)
 }
 
 func (o *Options) withDefaults() Options {

@@ -247,6 +247,11 @@ func (r *Reader) commit(floor uint64, done []uint64) error {
 				return err
 			}
 		}
+		if h := r.opts.Commit; h != nil {
+			if err := h.Commit(tx, floor, done); err != nil {
+				return fmt.Errorf("commit hook: %w", err)
+			}
+		}
 		// Retry records at or below the floor belong to events now done.
 		var stale [][]byte
 		for k := range b.retries.Items(nil) {
@@ -266,5 +271,8 @@ func (r *Reader) commit(floor uint64, done []uint64) error {
 		return fmt.Errorf("flowrt/consumer: commit offset %d of %q: %w", floor, r.name, err)
 	}
 	r.committed.Store(floor)
+	if h := r.opts.Commit; h != nil {
+		h.Committed(floor, done)
+	}
 	return nil
 }

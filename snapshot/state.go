@@ -1,0 +1,282 @@
+package snapshot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+
+	"github.com/flowrt/flowrt/eventlog"
+)
+
+// Journal is what State needs of a journal: its transactions. The state
+// lives in the journal's own file, so it can commit with the ack floor.
+type Journal interface {
+	Update(fn func(*eventlog.Tx) error) error
+	View(fn func(*eventlog.Tx) error) error
+}
+
+// namespace is the journal namespace this package owns. Inside it:
+//
+//	state/<flow>/<key>            the committed value of key
+//	meta/<flow>                   the state's Meta (msgpack)
+//	snaps/<flow>/<floor BE 8B>/…  an immutable copy of state/<flow> at floor
+const namespace = "snapshot"
+
+var (
+	bucketState = []byte("state")
+	bucketMeta  = []byte("meta")
+	bucketSnaps = []byte("snaps")
+)
+
+// Change is one key's new value, or its deletion.
+type Change struct {
+	Key     string
+	Value   []byte
+	Deleted bool
+}
+
+// pending is a change made by an event that is done but not yet covered by
+// a committed floor.
+type pending struct {
+	seq uint64
+	Change
+}
+
+// State is one flow's keyed state, committed with the flow's ack floor.
+//
+// Handlers stage each event's changes once the event is done (Stage).
+// State is a consumer.CommitHook: the transaction that commits the floor
+// writes the staged changes of every event it covers, and nothing else.
+// After a crash, the committed state is therefore exactly the effect of
+// the events at or below the committed floor; the events above it are
+// delivered again and apply once more, to that state.
+//
+// Reads (Get, Items) see the committed values overlaid with the staged
+// ones: what the events done so far have made. A State is safe for
+// concurrent use.
+type State struct {
+	j    Journal
+	name string
+
+	mu     sync.Mutex
+	staged map[string][]pending // per key, in sequence order
+}
+
+// Open returns the state of the named flow (a valid journal name).
+func Open(j Journal, name string) (*State, error) {
+	if err := eventlog.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("flowrt/snapshot: state name: %w", err)
+	}
+	return &State{j: j, name: name, staged: map[string][]pending{}}, nil
+}
+
+// Name returns the state's name.
+func (s *State) Name() string { return s.name }
+
+// Stage records the changes made by event seq, which is done: they become
+// visible to reads at once and durable with the first commit whose floor
+// covers seq. Events of one key must be staged in sequence order.
+func (s *State) Stage(seq uint64, changes []Change) {
+	if len(changes) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range changes {
+		s.staged[c.Key] = append(s.staged[c.Key], pending{seq: seq, Change: c})
+	}
+}
+
+// Discard drops every staged change: for a consumer that restarts, whose
+// events above the committed floor will be delivered again.
+func (s *State) Discard() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.staged)
+}
+
+// covered reports whether a commit of floor and done covers seq.
+func covered(seq, floor uint64, done []uint64) bool {
+	if seq <= floor {
+		return true
+	}
+	_, found := slices.BinarySearch(done, seq)
+	return found
+}
+
+// Commit writes, in the floor's transaction, the latest staged change of
+// each key made by an event the commit covers. done must be sorted.
+func (s *State) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := s.bucket(tx)
+	if err != nil {
+		return err
+	}
+	for key, ps := range s.staged {
+		last := -1
+		for i, p := range ps {
+			if covered(p.seq, floor, done) {
+				last = i
+			}
+		}
+		if last < 0 {
+			continue
+		}
+		c := ps[last]
+		if c.Deleted {
+			err = b.Delete([]byte(key))
+		} else {
+			err = b.Put([]byte(key), c.Value)
+		}
+		if err != nil {
+			return fmt.Errorf("flowrt/snapshot: write %q of %s: %w", key, s.name, err)
+		}
+	}
+	return nil
+}
+
+// Committed drops the staged changes the committed transaction wrote.
+func (s *State) Committed(floor uint64, done []uint64) {
+	s.mu.Lock()
+	for key, ps := range s.staged {
+		ps = slices.DeleteFunc(ps, func(p pending) bool { return covered(p.seq, floor, done) })
+		if len(ps) == 0 {
+			delete(s.staged, key)
+		} else {
+			s.staged[key] = ps
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Get returns key's current value: the latest staged change, else the
+// committed value. ok is false when the key has no value.
+func (s *State) Get(key string) (value []byte, ok bool, err error) {
+	s.mu.Lock()
+	if ps := s.staged[key]; len(ps) > 0 {
+		c := ps[len(ps)-1]
+		s.mu.Unlock()
+		if c.Deleted {
+			return nil, false, nil
+		}
+		return bytes.Clone(c.Value), true, nil
+	}
+	s.mu.Unlock()
+	err = s.j.View(func(tx *eventlog.Tx) error {
+		b, err := s.bucket(tx)
+		if err != nil || b == nil {
+			return err
+		}
+		value = b.Get([]byte(key))
+		return nil
+	})
+	return value, value != nil, err
+}
+
+// Entry is one key's value.
+type Entry struct {
+	Key   string
+	Value []byte
+}
+
+// Items returns every key starting with prefix ("" for all) and its
+// current value, in key order.
+func (s *State) Items(prefix string) ([]Entry, error) {
+	committed, err := Read(s.j, s.name, prefix)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	overlay := make(map[string]Change)
+	for key, ps := range s.staged {
+		if len(ps) > 0 && hasPrefix(key, prefix) {
+			overlay[key] = ps[len(ps)-1].Change
+		}
+	}
+	s.mu.Unlock()
+	out := committed[:0:0]
+	for _, e := range committed {
+		if c, ok := overlay[e.Key]; ok {
+			delete(overlay, e.Key)
+			if c.Deleted {
+				continue
+			}
+			e.Value = bytes.Clone(c.Value)
+		}
+		out = append(out, e)
+	}
+	for key, c := range overlay {
+		if !c.Deleted {
+			out = append(out, Entry{Key: key, Value: bytes.Clone(c.Value)})
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmpString(a.Key, b.Key) })
+	return out, nil
+}
+
+func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Read returns the committed values of a flow's state whose keys start
+// with prefix, in key order: what survives a crash. It works on a journal
+// opened read-only.
+func Read(j Journal, name, prefix string) ([]Entry, error) {
+	var out []Entry
+	err := j.View(func(tx *eventlog.Tx) error {
+		b, err := stateBucket(tx, name)
+		if err != nil || b == nil {
+			return err
+		}
+		for k, v := range items(b, prefix) {
+			out = append(out, Entry{Key: string(k), Value: bytes.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flowrt/snapshot: read state of %s: %w", name, err)
+	}
+	return out, nil
+}
+
+func items(b *eventlog.Bucket, prefix string) iter.Seq2[[]byte, []byte] {
+	return b.Items([]byte(prefix))
+}
+
+// bucket returns the state's bucket: created in a write Tx, nil (and no
+// error) in a read Tx when the state has never been committed.
+func (s *State) bucket(tx *eventlog.Tx) (*eventlog.Bucket, error) {
+	return stateBucket(tx, s.name)
+}
+
+func stateBucket(tx *eventlog.Tx, name string) (*eventlog.Bucket, error) {
+	return nested(tx, bucketState, []byte(name))
+}
+
+// nested returns the bucket at path inside the namespace: created in a
+// write Tx, nil without error in a read Tx when it does not exist.
+func nested(tx *eventlog.Tx, path ...[]byte) (*eventlog.Bucket, error) {
+	b, err := tx.Namespace(namespace)
+	for _, name := range path {
+		if err != nil {
+			break
+		}
+		b, err = b.Bucket(name)
+	}
+	if errors.Is(err, eventlog.ErrNotFound) && !tx.Writable() {
+		return nil, nil
+	}
+	return b, err
+}
