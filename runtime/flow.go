@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
@@ -49,6 +50,17 @@ type Flow struct {
 	// Middleware wraps the flow's event handler, outermost first, after
 	// the runtime's own Options.Middleware.
 	Middleware []Middleware
+
+	// StateVersion is the version of the flow's state definition (its
+	// Reduce step). When it differs from the version the committed state
+	// was computed with, the state is rebuilt before the flow runs: from
+	// the newest snapshot of this version, or from the stream's start.
+	// Bump it when the reducer changes meaning.
+	StateVersion int
+
+	// SnapshotEvery takes a snapshot of the flow's state this often while
+	// it runs (0: only on demand, FlowState.Snapshot).
+	SnapshotEvery time.Duration
 
 	// handler, set by Runtime.Handle, replaces the steps and sinks.
 	handler consumer.Handler

@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/snapshot"
 )
 
 // flow is a compiled Flow: the supervisor's child for it. Each Run opens
@@ -17,15 +19,18 @@ import (
 // resumes from the committed floor. Its methods are safe for concurrent
 // use.
 type flow struct {
-	rt      *Runtime
-	name    string
-	trigger Trigger
-	stream  string
-	steps   []stage
-	sinks   []stage
-	decode  bool // the steps read the payload, so the data is decoded first
-	handler consumer.Handler
-	copts   consumer.Options
+	rt        *Runtime
+	name      string
+	trigger   Trigger
+	stream    string
+	steps     []stage
+	sinks     []stage
+	decode    bool // the steps read the payload, so the data is decoded first
+	handler   consumer.Handler
+	copts     consumer.Options
+	state     *snapshot.State // nil for a flow without a Reduce step
+	version   int
+	snapEvery time.Duration
 
 	counters flowCounters
 	partial  partialSet
@@ -39,6 +44,8 @@ type flow struct {
 // stage is a compiled step or sink, with the name its errors carry.
 type stage struct {
 	name string
+	kind string // the step's kind
+
 	op   OperatorFunc // steps
 	sink Sink         // sinks
 }
@@ -50,6 +57,16 @@ type flowCounters struct {
 // Run opens the flow's consumer and runs it until ctx is cancelled or the
 // flow is shut down.
 func (f *flow) Run(ctx context.Context) error {
+	if f.state != nil {
+		// Changes staged by an earlier run were never committed: their
+		// events are delivered again.
+		f.state.Discard()
+		if err := f.prepareState(ctx); err != nil {
+			return fmt.Errorf("flow %s: %w", f.name, err)
+		}
+		stop := f.snapshotLoop()
+		defer stop()
+	}
 	f.mu.Lock()
 	if f.shutdown {
 		f.mu.Unlock()
@@ -114,7 +131,17 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 		return nil
 	}
 	f.counters.matched.Add(1)
+	var att *attemptState
+	if f.state != nil {
+		att = &attemptState{}
+		ctx = context.WithValue(ctx, attemptKey{}, att)
+	}
 	err := f.process(ctx, e)
+	if att != nil && (err == nil || err == errFiltered) {
+		// Staged before the handler returns, so before the floor can
+		// pass the event: the commit that covers it writes its changes.
+		f.state.Stage(e.Seq, att.list())
+	}
 	switch {
 	case err == nil:
 		f.counters.processed.Add(1)

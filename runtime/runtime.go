@@ -189,7 +189,8 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 	} else if len(def.Sinks) == 0 {
 		fail(errors.New("sinks: a flow needs at least one sink"))
 	}
-	c := &compiler{rt: rt, flow: def.Name}
+	c := &compiler{rt: rt, flow: def.Name, flowRef: f}
+	fail(rt.compileState(def, f))
 	for i, s := range def.Steps {
 		name := "step " + strconv.Itoa(i) + " (" + s.kind + ")"
 		c.site = "step " + strconv.Itoa(i)
@@ -201,7 +202,7 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 		if s.kind == "emit" {
 			fail(rt.checkLoop(def, s.emit, name))
 		}
-		f.steps = append(f.steps, stage{name: name, op: op})
+		f.steps = append(f.steps, stage{name: name, kind: s.kind, op: op})
 	}
 	for i, s := range def.Sinks {
 		name := "sink " + strconv.Itoa(i)

@@ -25,11 +25,12 @@ type Step struct {
 	as     string // the variable an enrich or fan_out sets
 	enrich EnrichSpec
 	emit   EmitSpec
+	reduce ReduceSpec
 	fn     OperatorFunc
 }
 
-// Kind returns the step's kind: filter, map, fan_out, enrich, emit, or a
-// custom Operator's name.
+// Kind returns the step's kind: filter, map, fan_out, enrich, emit,
+// reduce, or a custom Operator's name.
 func (s Step) Kind() string { return s.kind }
 
 // String describes the step, such as `filter(data.total > 100)`.
@@ -39,6 +40,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s(%s)", s.kind, s.src)
 	case s.kind == "emit":
 		return fmt.Sprintf("emit(%s %s)", s.emit.Stream, s.emit.Type)
+	case s.kind == "reduce" && s.reduce.Func != "":
+		return fmt.Sprintf("reduce(%s)", s.reduce.Func)
 	case s.kind == "enrich" && s.enrich.Lookup != "":
 		return fmt.Sprintf("enrich(%s as %s)", s.enrich.Lookup, s.enrich.As)
 	}
@@ -155,10 +158,11 @@ func Operator(name string, fn OperatorFunc) Step { return Step{kind: name, fn: f
 
 // compiler compiles a flow's steps and sinks.
 type compiler struct {
-	rt   *Runtime
-	flow string
-	site string // the step or sink being compiled, for derived IDs
-	sc   scope
+	rt      *Runtime
+	flowRef *flow
+	flow    string
+	site    string // the step or sink being compiled, for derived IDs
+	sc      scope
 }
 
 // compile returns the step's operator and the scope after it.
@@ -223,6 +227,8 @@ func (c *compiler) compile(s Step) (OperatorFunc, error) {
 		}, nil
 	case "enrich":
 		return c.compileEnrich(s.enrich)
+	case "reduce":
+		return c.compileReduce(s.reduce)
 	case "emit":
 		e, err := c.compileEmit(s.emit)
 		if err != nil {

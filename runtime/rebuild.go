@@ -1,0 +1,264 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/flowrt/flowrt/consumer"
+	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/snapshot"
+)
+
+// compileState checks a flow's Reduce step, if it has one, and gives the
+// flow its State, which commits with the consumer's floor.
+func (rt *Runtime) compileState(def Flow, f *flow) error {
+	var reduce []ReduceSpec
+	for _, s := range def.Steps {
+		if s.kind == "reduce" {
+			reduce = append(reduce, s.reduce)
+		}
+	}
+	if len(reduce) == 0 {
+		return nil
+	}
+	var errs []error
+	if len(reduce) > 1 {
+		errs = append(errs, errors.New("state: a flow has at most one reduce step"))
+	}
+	if f.copts.Commit != nil {
+		errs = append(errs, errors.New("state: Consumer.Commit is the flow state's; leave it nil"))
+	}
+	if f.copts.KeyFailure == consumer.SkipAhead {
+		errs = append(errs, errors.New("state: a stateful flow keeps key order (KeyFailure hold-key)"))
+	}
+	if reduce[0].Key != "" && f.copts.Workers > 1 {
+		errs = append(errs, errors.New("state: a reduce key other than the event key needs Workers 1"))
+	}
+	if def.StateVersion < 0 || def.SnapshotEvery < 0 {
+		errs = append(errs, errors.New("state: StateVersion and SnapshotEvery must not be negative"))
+	}
+	if len(errs) > 0 {
+		return joinErrors(errs)
+	}
+	st, err := snapshot.Open(rt.j, def.Name)
+	if err != nil {
+		return err
+	}
+	f.state, f.version, f.snapEvery = st, def.StateVersion, def.SnapshotEvery
+	f.copts.Commit = st
+	return nil
+}
+
+// prepareState makes the committed state match the flow's definition
+// before the flow runs: a state computed with another version, or a flow
+// that gained its state after consuming events, is rebuilt first.
+func (f *flow) prepareState(ctx context.Context) error {
+	meta, ok, err := snapshot.ReadMeta(f.rt.j, f.name)
+	if err != nil {
+		return err
+	}
+	offset, _, err := f.offset()
+	if err != nil {
+		return err
+	}
+	if (ok && meta.Version == f.version) || (!ok && offset == 0) {
+		return f.rt.j.Update(func(tx *eventlog.Tx) error {
+			if !ok {
+				if err := snapshot.WriteMeta(tx, f.name, snapshot.Meta{Version: f.version}); err != nil {
+					return err
+				}
+			}
+			return snapshot.Guard(tx, f.name, f.stream)
+		})
+	}
+	return f.rebuild(ctx, offset)
+}
+
+func (f *flow) offset() (seq uint64, ok bool, err error) {
+	err = f.rt.j.View(func(tx *eventlog.Tx) error {
+		seq, ok, err = tx.Offset(f.stream, f.name)
+		return err
+	})
+	return seq, ok, err
+}
+
+// overlay is a rebuild's state: the values replayed so far over the
+// committed ones.
+type overlay struct {
+	base    stateReader
+	changes map[string][]byte
+}
+
+func (o *overlay) Get(key string) ([]byte, bool, error) {
+	if v, ok := o.changes[key]; ok {
+		return v, true, nil
+	}
+	return o.base.Get(key)
+}
+
+// rebuildBatch is how many events a rebuild reads per read transaction.
+const rebuildBatch = 1024
+
+// rebuild recomputes the state from the newest snapshot of the current
+// version at or below the committed offset (or from nothing), replaying
+// every event the flow has done since: those at or below the offset that
+// are not dead letters, and those a clean stop marked done above it. The
+// new version is recorded last, so a crash mid-rebuild rebuilds again.
+func (f *flow) rebuild(ctx context.Context, offset uint64) error {
+	start := time.Now()
+	log := f.copts.Logger
+	snaps, err := snapshot.Snapshots(f.rt.j, f.name)
+	if err != nil {
+		return err
+	}
+	var base uint64
+	for _, s := range snaps {
+		if s.Version == f.version && s.Floor <= offset {
+			base = s.Floor
+		}
+	}
+	dead, err := consumer.DeadLetters(f.rt.j, f.stream, f.name, consumer.Range{})
+	if err != nil {
+		return err
+	}
+	skip := make(map[uint64]bool, len(dead))
+	for _, d := range dead {
+		skip[d.Seq] = true
+	}
+	doneAbove, err := consumer.DoneAbove(f.rt.j, f.stream, f.name)
+	if err != nil {
+		return err
+	}
+	log.Info("rebuilding state", "flow", f.name, "version", f.version, "from_snapshot", base, "to", offset, "done_above", len(doneAbove))
+	if err := f.rt.j.Update(func(tx *eventlog.Tx) error { return snapshot.Reset(tx, f.name, base) }); err != nil {
+		return fmt.Errorf("rebuild: reset state: %w", err)
+	}
+	o := &overlay{base: f.state, changes: map[string][]byte{}}
+	replayed := 0
+	replay := func(e eventlog.Event) error {
+		if skip[e.Seq] || !f.trigger.Match(e) {
+			return nil
+		}
+		att := &attemptState{}
+		actx := context.WithValue(context.WithValue(ctx, attemptKey{}, att), overlayKey{}, o)
+		if err := f.replaySteps(actx, e); err != nil {
+			return fmt.Errorf("rebuild: event %d: %w", e.Seq, err)
+		}
+		for _, c := range att.list() {
+			o.changes[c.Key] = c.Value
+		}
+		replayed++
+		if replayed%100000 == 0 {
+			log.Info("rebuilding state", "flow", f.name, "seq", e.Seq, "to", offset, "events", replayed)
+		}
+		return nil
+	}
+	last := offset
+	if len(doneAbove) > 0 {
+		last = max(last, slices.Max(doneAbove))
+	}
+	for from := base + 1; from <= last; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var events []eventlog.Event
+		err := f.rt.j.View(func(tx *eventlog.Tx) (err error) {
+			events, err = tx.Read(nil, f.stream, from, rebuildBatch)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("rebuild: read from %d: %w", from, err)
+		}
+		if len(events) == 0 {
+			break
+		}
+		for _, e := range events {
+			if e.Seq > offset {
+				if _, done := slices.BinarySearch(doneAbove, e.Seq); !done {
+					continue
+				}
+			}
+			if e.Seq > last {
+				break
+			}
+			if err := replay(e); err != nil {
+				return err
+			}
+		}
+		from = events[len(events)-1].Seq + 1
+	}
+	err = f.rt.j.Update(func(tx *eventlog.Tx) error {
+		for k, v := range o.changes {
+			if err := snapshot.Put(tx, f.name, snapshot.Change{Key: k, Value: v}); err != nil {
+				return err
+			}
+		}
+		if err := snapshot.Guard(tx, f.name, f.stream); err != nil {
+			return err
+		}
+		return snapshot.WriteMeta(tx, f.name, snapshot.Meta{Version: f.version, Rebuilt: offset})
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild: write state: %w", err)
+	}
+	log.Info("rebuilt state", "flow", f.name, "version", f.version, "events", replayed, "keys", len(o.changes), "took", time.Since(start))
+	return nil
+}
+
+// replaySteps runs an event through the steps for their state changes
+// only: emit steps are skipped, and nothing reaches the sinks.
+func (f *flow) replaySteps(ctx context.Context, e eventlog.Event) error {
+	rec := Record{Event: e, data: decodePayload(e.Data)}
+	rec.Payload = rec.data
+	recs := []Record{rec}
+	for _, st := range f.steps {
+		if st.kind == "emit" {
+			continue
+		}
+		var next []Record
+		for _, r := range recs {
+			out, err := st.op(ctx, r)
+			if err != nil {
+				return &PartError{Part: r.Part, Stage: st.name, Err: err}
+			}
+			next = append(next, out...)
+		}
+		recs = next
+	}
+	return nil
+}
+
+// snapshotLoop takes a snapshot every SnapshotEvery, keeping the newest
+// three, until the returned stop is called.
+func (f *flow) snapshotLoop() (stop func()) {
+	if f.snapEvery <= 0 {
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(f.snapEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				if _, err := snapshot.Take(f.rt.j, f.name, f.stream, f.name); err != nil {
+					f.copts.Logger.Warn("snapshot failed", "flow", f.name, "err", err)
+					continue
+				}
+				if _, err := snapshot.DropSnapshots(f.rt.j, f.name, keepSnapshots); err != nil {
+					f.copts.Logger.Warn("dropping old snapshots failed", "flow", f.name, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// keepSnapshots is how many scheduled snapshots a flow keeps.
+const keepSnapshots = 3

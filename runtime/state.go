@@ -1,0 +1,306 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/flowrt/flowrt/snapshot"
+)
+
+// Reducer computes a key's new state from its current one (nil when the
+// key has none) and a record. It must be a pure function of its inputs:
+// after a crash it is applied again to the events above the committed
+// floor, from the state as committed.
+type Reducer func(state any, r Record) (any, error)
+
+// ReduceSpec configures a Reduce step.
+type ReduceSpec struct {
+	// Func names a built-in reducer: count, sum, min, max, last, or recent
+	// (a list of the latest Limit values). Ignored when Reducer is set.
+	Func string
+	// Value is an expression giving the value reduced (sum, min, max,
+	// last, recent). Default: the record's payload.
+	Value string
+	// Key is an expression giving the state key. Default: the event's key,
+	// which the consumer already serialises; a Key expression therefore
+	// needs the flow to run with one worker.
+	Key string
+	// Limit is how many values recent keeps. Default 10.
+	Limit int
+	// As names a variable that holds the key's new state for later steps.
+	As string
+	// Reducer is a reducer written in Go, instead of Func.
+	Reducer Reducer
+}
+
+// Reduce keeps per-key state for the flow: each record updates its key's
+// state with the reducer. The state changes commit in the same journal
+// transaction as the flow's ack floor, so after any crash the state is
+// exactly one application of every event at or below the floor
+// (effectively once); see docs/STATE.md. A flow has at most one Reduce
+// step, and its state is named after the flow.
+func Reduce(spec ReduceSpec) Step { return Step{kind: "reduce", reduce: spec, as: spec.As} }
+
+func builtinReducer(spec ReduceSpec) (Reducer, error) {
+	limit := spec.Limit
+	if limit == 0 {
+		limit = 10
+	}
+	if limit < 0 {
+		return nil, fmt.Errorf("reduce: limit must be positive (got %d)", spec.Limit)
+	}
+	num := func(v any, what string) (float64, error) {
+		switch n := v.(type) {
+		case float64:
+			return n, nil
+		case int:
+			return float64(n), nil
+		case int64:
+			return float64(n), nil
+		case nil:
+			return 0, nil
+		}
+		return 0, fmt.Errorf("reduce %s: %s is %T, not a number", spec.Func, what, v)
+	}
+	extreme := func(keep func(cur, v float64) bool) Reducer {
+		return func(state any, r Record) (any, error) {
+			v, err := num(r.Payload, "value")
+			if err != nil || state == nil {
+				return v, err
+			}
+			cur, err := num(state, "state")
+			if err != nil || keep(cur, v) {
+				return cur, err
+			}
+			return v, nil
+		}
+	}
+	switch spec.Func {
+	case "count":
+		return func(state any, _ Record) (any, error) {
+			n, err := num(state, "state")
+			return n + 1, err
+		}, nil
+	case "sum":
+		return func(state any, r Record) (any, error) {
+			n, err := num(state, "state")
+			if err != nil {
+				return nil, err
+			}
+			v, err := num(r.Payload, "value")
+			return n + v, err
+		}, nil
+	case "min":
+		return extreme(func(cur, v float64) bool { return cur <= v }), nil
+	case "max":
+		return extreme(func(cur, v float64) bool { return cur >= v }), nil
+	case "last":
+		return func(_ any, r Record) (any, error) { return r.Payload, nil }, nil
+	case "recent":
+		return func(state any, r Record) (any, error) {
+			list, _ := state.([]any)
+			list = append(list[:len(list):len(list)], r.Payload)
+			if len(list) > limit {
+				list = list[len(list)-limit:]
+			}
+			return list, nil
+		}, nil
+	}
+	return nil, fmt.Errorf("reduce: unknown reducer %q (want count, sum, min, max, last or recent)", spec.Func)
+}
+
+// attemptKey carries an attempt's state changes in its context.
+type attemptKey struct{}
+
+// attemptState holds the state changes of one attempt at one event. They
+// are staged only if the attempt succeeds.
+type attemptState struct {
+	mu      sync.Mutex
+	changes map[string][]byte
+	order   []string
+}
+
+func (a *attemptState) get(key string) ([]byte, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.changes[key]
+	return v, ok
+}
+
+func (a *attemptState) set(key string, v []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.changes == nil {
+		a.changes = map[string][]byte{}
+	}
+	if _, ok := a.changes[key]; !ok {
+		a.order = append(a.order, key)
+	}
+	a.changes[key] = v
+}
+
+func (a *attemptState) list() []snapshot.Change {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]snapshot.Change, len(a.order))
+	for i, k := range a.order {
+		out[i] = snapshot.Change{Key: k, Value: a.changes[k]}
+	}
+	return out
+}
+
+// stateReader is where a reduce step reads the current state: the live
+// State, or a rebuild's overlay.
+type stateReader interface {
+	Get(key string) ([]byte, bool, error)
+}
+
+func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
+	var errs []error
+	red := spec.Reducer
+	if red == nil {
+		var err error
+		if red, err = builtinReducer(spec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var value, key *program
+	var err error
+	if spec.Value != "" {
+		if value, err = compileExpr(spec.Value, c.sc, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if spec.Key != "" {
+		if key, err = compileExpr(spec.Key, c.sc, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	f := c.flowRef
+	return func(ctx context.Context, r Record) ([]Record, error) {
+		att, _ := ctx.Value(attemptKey{}).(*attemptState)
+		if att == nil {
+			return nil, errors.New("reduce: no state attempt in context")
+		}
+		k := r.Event.Key
+		if key != nil {
+			v, err := key.run(r)
+			if err != nil {
+				return nil, err
+			}
+			k = fmt.Sprint(v)
+		}
+		cur, ok := att.get(k)
+		if !ok {
+			var err error
+			if cur, _, err = f.stateReader(ctx).Get(k); err != nil {
+				return nil, fmt.Errorf("reduce: read state %q: %w", k, err)
+			}
+		}
+		var state any
+		if cur != nil {
+			if err := json.Unmarshal(cur, &state); err != nil {
+				return nil, fmt.Errorf("reduce: decode state %q: %w", k, err)
+			}
+		}
+		in := r
+		if value != nil {
+			v, err := value.run(r)
+			if err != nil {
+				return nil, err
+			}
+			in.Payload = v
+		}
+		next, err := red(state, in)
+		if err != nil {
+			return nil, err
+		}
+		enc, err := json.Marshal(next)
+		if err != nil {
+			return nil, fmt.Errorf("reduce: encode state %q: %w", k, err)
+		}
+		att.set(k, enc)
+		if spec.As != "" {
+			r.Vars = r.withVar(spec.As, next)
+		}
+		return []Record{r}, nil
+	}, nil
+}
+
+// overlayKey carries a rebuild's overlay in its context, in place of the
+// live State.
+type overlayKey struct{}
+
+func (f *flow) stateReader(ctx context.Context) stateReader {
+	if o, ok := ctx.Value(overlayKey{}).(stateReader); ok {
+		return o
+	}
+	return f.state
+}
+
+// FlowState reads a stateful flow's state while the runtime runs: the
+// committed values overlaid with the changes of events done since.
+type FlowState struct {
+	f *flow
+}
+
+// State returns the state of the named flow, which must have a Reduce
+// step.
+func (rt *Runtime) State(flow string) (*FlowState, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, f := range rt.flows {
+		if f.name == flow {
+			if f.state == nil {
+				return nil, fmt.Errorf("flowrt/runtime: flow %q has no state", flow)
+			}
+			return &FlowState{f: f}, nil
+		}
+	}
+	return nil, fmt.Errorf("flowrt/runtime: no flow %q", flow)
+}
+
+// Get returns key's current state, decoded from JSON.
+func (s *FlowState) Get(key string) (value any, ok bool, err error) {
+	v, ok, err := s.f.state.Get(key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	err = json.Unmarshal(v, &value)
+	return value, true, err
+}
+
+// StateEntry is one key's state.
+type StateEntry struct {
+	Key   string
+	Value any
+}
+
+// Items returns every key starting with prefix ("" for all) and its
+// current state, in key order.
+func (s *FlowState) Items(prefix string) ([]StateEntry, error) {
+	entries, err := s.f.state.Items(prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StateEntry, len(entries))
+	for i, e := range entries {
+		out[i].Key = e.Key
+		if err := json.Unmarshal(e.Value, &out[i].Value); err != nil {
+			return nil, fmt.Errorf("flowrt/runtime: decode state %q: %w", e.Key, err)
+		}
+	}
+	return out, nil
+}
+
+// Snapshot takes a snapshot of the flow's state at its committed floor
+// (see snapshot.Take).
+func (s *FlowState) Snapshot() (snapshot.Snapshot, error) {
+	return snapshot.Take(s.f.rt.j, s.f.name, s.f.stream, s.f.name)
+}

@@ -1,0 +1,199 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowrt/flowrt/consumer"
+	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/flowtest"
+	"github.com/flowrt/flowrt/runtime"
+	"github.com/flowrt/flowrt/snapshot"
+)
+
+// stateOf reads a flow's committed state from the journal.
+func stateOf(t *testing.T, l *eventlog.Log, flow string) map[string]string {
+	t.Helper()
+	entries, err := snapshot.Read(l, flow, "")
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Key] = string(e.Value)
+	}
+	return out
+}
+
+func orders(t *testing.T, l *eventlog.Log, n int) {
+	t.Helper()
+	var events []eventlog.Event
+	for i := range n {
+		events = append(events, event("order.created", fmt.Sprintf("c%d", i%3), fmt.Sprintf(`{"total": %d}`, i+1)))
+	}
+	flowtest.MustAppend(t, l, eventlog.DefaultStream, events...)
+}
+
+func TestReducers(t *testing.T) {
+	tests := []struct {
+		name string
+		spec runtime.ReduceSpec
+		want map[string]string
+	}{
+		{"count", runtime.ReduceSpec{Func: "count"}, map[string]string{"c0": "4", "c1": "3", "c2": "3"}},
+		{"sum", runtime.ReduceSpec{Func: "sum", Value: "data.total"}, map[string]string{"c0": "22", "c1": "15", "c2": "18"}},
+		{"min", runtime.ReduceSpec{Func: "min", Value: "data.total"}, map[string]string{"c0": "1", "c1": "2", "c2": "3"}},
+		{"max", runtime.ReduceSpec{Func: "max", Value: "data.total"}, map[string]string{"c0": "10", "c1": "8", "c2": "9"}},
+		{"last", runtime.ReduceSpec{Func: "last", Value: "data.total"}, map[string]string{"c0": "10", "c1": "8", "c2": "9"}},
+		{"recent", runtime.ReduceSpec{Func: "recent", Value: "data.total", Limit: 2}, map[string]string{"c0": "[7,10]", "c1": "[5,8]", "c2": "[6,9]"}},
+		{"by an expression key", runtime.ReduceSpec{Func: "count", Key: `data.total > 5 ? "big" : "small"`}, map[string]string{"big": "5", "small": "5"}},
+		{"go reducer", runtime.ReduceSpec{Reducer: func(state any, r runtime.Record) (any, error) {
+			s, _ := state.(string)
+			return s + r.Event.Type[:1], nil
+		}}, map[string]string{"c0": `"oooo"`, "c1": `"ooo"`, "c2": `"ooo"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			orders(t, l, 10)
+			runIdle(t, l, nil, runtime.Flow{
+				Name:  "totals",
+				On:    runtime.On("order.*"),
+				Steps: []runtime.Step{runtime.Reduce(tt.spec)},
+				Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
+			})
+			assert.Equal(t, tt.want, stateOf(t, l, "totals"))
+		})
+	}
+}
+
+func TestStateIsReadableWhileRunningAndRetriesDoNotDoubleCount(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	failures := 2
+	sink := newCollector()
+	sink.fail = func(d runtime.Delivery) error {
+		if failures > 0 {
+			failures--
+			return errors.New("not yet")
+		}
+		return nil
+	}
+	rt := start(t, l, nil, runtime.Flow{
+		Name:     "counts",
+		On:       runtime.On("order.*"),
+		Steps:    []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count", As: "n"}), runtime.Map(`{"key": key, "n": n}`)},
+		Sinks:    []runtime.Sink{sink},
+		Consumer: &consumer.Options{Retry: consumer.Retry{Base: time.Millisecond, Max: time.Millisecond}},
+	})
+	orders(t, l, 6)
+	got := sink.await(t, 6)
+	ns := make([]any, 6)
+	for _, d := range got {
+		ns[d.Event.Seq-1] = d.Payload.(map[string]any)["n"]
+	}
+	assert.Equal(t, []any{1.0, 1.0, 1.0, 2.0, 2.0, 2.0}, ns, "failed attempts left no state behind")
+
+	st, err := rt.State("counts")
+	require.NoError(t, err)
+	v, ok, err := st.Get("c0")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, 2.0, v)
+	items, err := st.Items("c")
+	require.NoError(t, err)
+	assert.Equal(t, []runtime.StateEntry{{Key: "c0", Value: 2.0}, {Key: "c1", Value: 2.0}, {Key: "c2", Value: 2.0}}, items)
+	_, err = rt.State("nope")
+	require.Error(t, err)
+}
+
+func TestRebuildMatchesTheLiveRun(t *testing.T) {
+	flow := func(version int) runtime.Flow {
+		return runtime.Flow{
+			Name:         "sums",
+			On:           runtime.On("order.*"),
+			Steps:        []runtime.Step{runtime.Filter(`data.total != 4`), runtime.Reduce(runtime.ReduceSpec{Func: "sum", Value: "data.total"})},
+			Sinks:        []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
+			StateVersion: version,
+		}
+	}
+	tests := []struct {
+		name     string
+		snapshot bool
+	}{
+		{"from the start", false},
+		{"from a snapshot", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			orders(t, l, 30)
+			runIdle(t, l, nil, flow(1))
+			orders(t, l, 30)
+			runIdle(t, l, nil, flow(1))
+			live := stateOf(t, l, "sums")
+
+			// Version 2 rebuilds from scratch and must agree.
+			rt2 := runIdle(t, l, nil, flow(2))
+			assert.Equal(t, live, stateOf(t, l, "sums"))
+			if tt.snapshot {
+				st, err := rt2.State("sums")
+				require.NoError(t, err)
+				snap, err := st.Snapshot()
+				require.NoError(t, err)
+				assert.Equal(t, uint64(60), snap.Floor)
+				assert.Equal(t, 2, snap.Version)
+			}
+			orders(t, l, 30)
+			runIdle(t, l, nil, flow(2))
+			live = stateOf(t, l, "sums")
+
+			// Version 3 rebuilds again; a version-2 snapshot is not used.
+			runIdle(t, l, nil, flow(3))
+			assert.Equal(t, live, stateOf(t, l, "sums"))
+			meta, ok, err := snapshot.ReadMeta(l, "sums")
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, 3, meta.Version)
+			if !tt.snapshot {
+				return
+			}
+			// Retention may remove what the snapshot covers, and no more.
+			_, err = l.Truncate(eventlog.DefaultStream, 62, eventlog.KeepUnacked)
+			require.ErrorIs(t, err, eventlog.ErrConsumerBehind)
+			_, err = l.Truncate(eventlog.DefaultStream, 61, eventlog.KeepUnacked)
+			require.NoError(t, err)
+			// Back to version 2: rebuilt from its snapshot at 60, since the
+			// events below it are gone.
+			runIdle(t, l, nil, flow(2))
+			assert.Equal(t, live, stateOf(t, l, "sums"))
+		})
+	}
+}
+
+func TestStatefulFlowValidation(t *testing.T) {
+	count := runtime.Reduce(runtime.ReduceSpec{Func: "count"})
+	sink := []runtime.Sink{newCollector()}
+	tests := []struct {
+		name string
+		flow runtime.Flow
+		want string
+	}{
+		{"two reduce steps", runtime.Flow{Steps: []runtime.Step{count, count}}, "at most one reduce step"},
+		{"skip ahead", runtime.Flow{Steps: []runtime.Step{count}, Consumer: &consumer.Options{KeyFailure: consumer.SkipAhead}}, "key order"},
+		{"key expression with workers", runtime.Flow{Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count", Key: "data.x"})}, Consumer: &consumer.Options{Workers: 4}}, "Workers 1"},
+		{"unknown reducer", runtime.Flow{Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "avg"})}}, `unknown reducer "avg"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			rt, err := runtime.New(l, nil)
+			require.NoError(t, err)
+			tt.flow.Name, tt.flow.Sinks = "f", sink
+			require.ErrorContains(t, rt.Add(tt.flow), tt.want)
+		})
+	}
+}
