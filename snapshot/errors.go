@@ -2,6 +2,26 @@ package snapshot
 
 import "errors"
 
-// ErrCorrupt is returned, wrapped, when a state's metadata or a snapshot's
-// record cannot be decoded.
-var ErrCorrupt = errors.New("flowrt/snapshot: corrupt state record")
+var (
+	// ErrCorrupt is returned, wrapped, when a state's metadata or a
+	// snapshot's record cannot be decoded.
+	ErrCorrupt = errors.New("flowrt/snapshot: corrupt state record")
+
+	// ErrExists is returned by Backup (without BackupOptions.Overwrite) and
+	// by Restore when something already exists at the destination. Nothing
+	// was written.
+	ErrExists = errors.New("flowrt/snapshot: destination exists")
+
+	// ErrInUse is returned by Backup and Restore when the destination is a
+	// file that a process holds open as a journal (its lock is taken), or is
+	// the journal being backed up; errors.Is(err, eventlog.ErrLocked) holds
+	// for the first. Overwrite does not override it. Nothing was written.
+	ErrInUse = errors.New("flowrt/snapshot: destination is a journal in use")
+
+	// ErrVerify is returned, wrapping eventlog's error (ErrNotJournal,
+	// ErrTruncated, ErrCorrupt, ErrVersion, or the problems Check found),
+	// when a copy written by Backup, or the backup given to Restore, does
+	// not open as a journal or does not pass Check. Nothing was written at
+	// the destination.
+	ErrVerify = errors.New("flowrt/snapshot: copy failed verification")
+)
