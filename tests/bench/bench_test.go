@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func TestParseWorkloads(t *testing.T) {
 	if err != nil || len(ids) != 3 || ids[0] != 3 || ids[1] != 1 || ids[2] != 4 {
 		t.Fatalf("parseWorkloads = %v, %v; want [3 1 4]", ids, err)
 	}
-	for _, bad := range []string{"", "0", "5", "x"} {
+	for _, bad := range []string{"", "0", "6", "x"} {
 		if _, err := parseWorkloads(bad); err == nil {
 			t.Errorf("parseWorkloads(%q) = nil error", bad)
 		}
@@ -70,26 +71,72 @@ func TestResidency(t *testing.T) {
 	t.Logf("after evictDir: %d of %d pages resident (%s)", ev.after.resident, ev.after.total, ev.method)
 }
 
-// TestRunSmoke runs every workload and variant, and the heap check, at a
-// tiny size and checks the JSON report, the cleanup of the directory and of
-// goroutines.
+// TestRunSmoke runs every variant of workloads 1–4, and the heap check, at
+// a tiny size and checks the JSON report, the cleanup of the directory and
+// of goroutines.
 func TestRunSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several NATS servers")
 	}
+	rep := smokeRun(t, "-n1", "10", "-writers", "4", "-n2", "3", "-n3", "2000", "-batch", "500", "-count", "2",
+		"-workloads", "1,2,3,4", "-n4", "2500", "-heap", "-heapn", "5000")
+	if len(rep.Workloads) != 4 {
+		t.Fatalf("%d workloads, want 4", len(rep.Workloads))
+	}
+	if h := rep.Heap; h == nil || (len(h.Runs) == 2) != rep.FlowrtBuilt {
+		t.Errorf("heap report: %+v", h)
+	} else if rep.FlowrtBuilt {
+		for _, r := range h.Runs {
+			if r.Error != "" || r.PeakMiB <= 0 || r.Samples < 2 {
+				t.Errorf("heap run %+v", r)
+			}
+		}
+		if h.Target.Status != "PASS" && h.Target.Status != "MISS" {
+			t.Errorf("heap target %+v", h.Target)
+		}
+	}
+}
+
+// TestRunSmokeEndToEnd runs every variant of workload 5 at a tiny size:
+// each pipeline's three rows, the paced phase, and both targets.
+func TestRunSmokeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS server")
+	}
+	rep := smokeRun(t, "-writers", "4", "-n5", "5", "-n5paced", "8", "-workloads", "5")
+	if len(rep.Workloads) != 1 {
+		t.Fatalf("%d workloads, want 1", len(rep.Workloads))
+	}
+	w := rep.Workloads[0]
+	want := 4 // raw, and JetStream's three rows
+	if rep.FlowrtBuilt {
+		want += 3
+	}
+	if len(w.Results) != want || len(w.Targets) != 2 {
+		t.Fatalf("W5: %d results, %d targets; want %d, 2", len(w.Results), len(w.Targets), want)
+	}
+	for _, r := range w.Results {
+		paced := strings.HasSuffix(r.Key, pacedSuffix)
+		if r.Latency == "" || paced != (r.PacedRate > 0) || paced != (r.Events > 0) {
+			t.Errorf("W5 %s: latency %q, paced at %v, %d events", r.Key, r.Latency, r.PacedRate, r.Events)
+		}
+	}
+}
+
+// smokeRun runs the benchmark with args and -json in a temporary
+// directory, checks every workload's results and targets, that the
+// directory is left empty and that no goroutine is left running, and
+// returns the report.
+func smokeRun(t *testing.T, args ...string) *runReport {
+	t.Helper()
 	dir := t.TempDir()
 	var out bytes.Buffer
-	args := []string{"-json", "-dir", dir, "-n1", "10", "-writers", "4", "-n2", "3", "-n3", "2000", "-batch", "500", "-count", "2",
-		"-workloads", "1,2,3,4", "-n4", "2500", "-heap", "-heapn", "5000"}
-	if err := run(context.Background(), args, &out, io.Discard); err != nil {
+	if err := run(context.Background(), append([]string{"-json", "-dir", dir}, args...), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var rep runReport
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("decode report: %v\n%s", err, out.Bytes())
-	}
-	if len(rep.Workloads) != 4 {
-		t.Fatalf("%d workloads, want 4", len(rep.Workloads))
 	}
 	for _, w := range rep.Workloads {
 		if len(w.Results) < 3 {
@@ -109,22 +156,11 @@ func TestRunSmoke(t *testing.T) {
 			}
 		}
 	}
-	if h := rep.Heap; h == nil || (len(h.Runs) == 2) != rep.FlowrtBuilt {
-		t.Errorf("heap report: %+v", h)
-	} else if rep.FlowrtBuilt {
-		for _, r := range h.Runs {
-			if r.Error != "" || r.PeakMiB <= 0 || r.Samples < 2 {
-				t.Errorf("heap run %+v", r)
-			}
-		}
-		if h.Target.Status != "PASS" && h.Target.Status != "MISS" {
-			t.Errorf("heap target %+v", h.Target)
-		}
-	}
 	if rep.Goroutines[1] > rep.Goroutines[0] {
 		t.Errorf("goroutines: %d at start, %d at end", rep.Goroutines[0], rep.Goroutines[1])
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
 		t.Errorf("dir after run: %v entries, err %v", len(ents), err)
 	}
+	return &rep
 }

@@ -32,3 +32,13 @@ func openFlowrtReader(string, int) (*flowrtReader, error) { return nil, errFlowr
 func (*flowrtReader) Prepare(context.Context) error { return errFlowrtOff }
 func (*flowrtReader) Scan(context.Context) error    { return errFlowrtOff }
 func (*flowrtReader) Close() error                  { return nil }
+
+// flowrtPipeline stands in for flowrt_e2e.go's workload 5 pipeline; it is
+// never opened.
+type flowrtPipeline struct{}
+
+func openFlowrtPipeline(string, func([]byte)) (*flowrtPipeline, error) { return nil, errFlowrtOff }
+
+func (*flowrtPipeline) Append([]byte) (uint64, error)   { return 0, errFlowrtOff }
+func (*flowrtPipeline) WaitAcked(context.Context) error { return errFlowrtOff }
+func (*flowrtPipeline) Close() error                    { return nil }

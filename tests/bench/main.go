@@ -1,5 +1,5 @@
 // Command bench runs flowrt's headline workloads (BASELINE.md, workloads
-// 1–4) against the disk's limit and the peer stores side by side in one
+// 1–5) against the disk's limit and the peer stores side by side in one
 // run, and prints per workload a table of records/s, µs/op, p50/p99 latency
 // of the blocking unit, disk bytes written and stored per record, and the
 // ratios of flowrt to every peer and to its targets. With -heap it also
@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,20 +47,23 @@ func main() {
 
 // onlyUsage is the help of -only.
 const onlyUsage = "comma-separated variant keys to run (raw, bbolt, bbolt-batch, bbolt-batch-1ms, jetstream, jetstream-default, flowrt; " +
-	"workload 4: flowrt-warm, flowrt-cold, bbolt-warm, bbolt-warm-nodecode, bbolt-cold, jetstream-consumer, or a store: flowrt, bbolt, jetstream)"
+	"workload 4: flowrt-warm, flowrt-cold, bbolt-warm, bbolt-warm-nodecode, bbolt-cold, jetstream-consumer, or a store: flowrt, bbolt, jetstream; " +
+	"workload 5: raw, jetstream, flowrt)"
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		list    = fs.String("workloads", "1,2,3", "comma-separated workloads to run")
-		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 / 100,000 records; heap check 1,000,000)")
+		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 / 100,000 / 64×100 + 2,000 records; heap check 1,000,000)")
 		n1      = fs.Int("n1", 0, "workload 1: appends (default 20,000)")
-		writers = fs.Int("writers", 0, "workload 2: concurrent writers, and the raw reference's batch size (default 64)")
+		writers = fs.Int("writers", 0, "workloads 2 and 5: concurrent writers (producers), and the raw reference's batch size (default 64)")
 		n2      = fs.Int("n2", 0, "workload 2: appends per writer (default 1,000)")
 		n3      = fs.Int("n3", 0, "workload 3: records (default 1,000,000)")
 		batch   = fs.Int("batch", 0, "workload 3: records per batch (default 1,000)")
 		n4      = fs.Int("n4", 0, "workload 4: records prefilled and read (default 1,000,000); also the heap check's small backlog")
+		n5      = fs.Int("n5", 0, "workload 5: appends per producer in the sustained phase (default 1,000)")
+		n5paced = fs.Int("n5paced", 0, "workload 5: events of the paced phase, at most (default 20,000; fewer if over 5 s at the paced rate)")
 		heap    = fs.Bool("heap", false, "after the workloads, measure a flowrt consumer's peak heap catching up -n4 and -heapn events (minutes, ~4 GB of disk)")
 		heapN   = fs.Int("heapn", 0, "heap check: the large backlog (default 10,000,000)")
 		dir     = fs.String("dir", os.TempDir(), "directory for the variants' temporary directories (disk-backed)")
@@ -67,12 +71,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		only    = fs.String("only", "", onlyUsage)
 		rounds  = fs.Int("count", 1, "rounds: each workload runs its variants in turn this many times and reports each one's median")
 		asJSON  = fs.Bool("json", false, "print one JSON document instead of tables")
+		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	s := defaultSizes(*quick)
-	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}, {n4, &s.n4}, {heapN, &s.heapN}} {
+	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}, {n4, &s.n4}, {heapN, &s.heapN}, {n5, &s.n5}, {n5paced, &s.n5paced}} {
 		if *o.flag < 0 {
 			return errors.New("sizes must be positive")
 		}
@@ -89,6 +94,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ids, err := parseWorkloads(*list)
 	if err != nil {
 		return err
+	}
+	if *cpuProf != "" {
+		stop, err := startCPUProfile(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	root, err := os.MkdirTemp(*dir, "flowrt-bench-")
 	if err != nil {
@@ -146,19 +158,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// parseWorkloads parses -workloads: distinct numbers among 1–4, in order.
+// parseWorkloads parses -workloads: distinct numbers among 1–5, in order.
 func parseWorkloads(list string) ([]int, error) {
 	var ids []int
 	for f := range strings.SplitSeq(list, ",") {
 		id, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || id < 1 || id > 4 {
-			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3, 4 (5 and 6 are not written yet)", f)
+		if err != nil || id < 1 || id > 5 {
+			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3, 4, 5 (6 is not written yet)", f)
 		}
 		if !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}
 	return ids, nil
+}
+
+// startCPUProfile starts profiling the process's CPU into path, and
+// returns the function that stops it and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // settledGoroutines waits up to wait for the goroutine count to fall back to

@@ -38,6 +38,7 @@ const (
 	roleReference role = iota // the disk's limit; targets are ratios to it
 	rolePeer                  // another store, shown for comparison
 	roleFlowrt                // the journal under test
+	roleDetail                // another figure of a variant's run: in no ratio
 )
 
 func (r role) String() string {
@@ -48,6 +49,8 @@ func (r role) String() string {
 		return "peer"
 	case roleFlowrt:
 		return "flowrt"
+	case roleDetail:
+		return "detail"
 	default:
 		return fmt.Sprintf("role(%d)", int(r))
 	}

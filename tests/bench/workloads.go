@@ -12,13 +12,17 @@ type sizes struct {
 	n3, batch   int // workload 3: records, and records per batch
 	n4          int // workload 4: records prefilled and read; the heap check's small backlog
 	heapN       int // heap check: the large backlog
+	n5          int // workload 5: appends per producer (writers producers) in the sustained phase
+	n5paced     int // workload 5: events of the paced phase, at most
 }
 
 // defaultSizes are BASELINE.md's headline sizes; quick ones are 10× smaller.
 func defaultSizes(quick bool) sizes {
-	s := sizes{n1: 20_000, writers: 64, n2: 1_000, n3: 1_000_000, batch: 1_000, n4: 1_000_000, heapN: 10_000_000}
+	s := sizes{n1: 20_000, writers: 64, n2: 1_000, n3: 1_000_000, batch: 1_000, n4: 1_000_000, heapN: 10_000_000,
+		n5: 1_000, n5paced: 20_000}
 	if quick {
 		s.n1, s.n2, s.n3, s.n4, s.heapN = s.n1/10, s.n2/10, s.n3/10, s.n4/10, s.heapN/10
+		s.n5, s.n5paced = s.n5/10, s.n5paced/10
 	}
 	return s
 }
@@ -29,9 +33,9 @@ func warmup(n, lo int) int { return max(n/50, lo) }
 // payloadSize is the size of every record, for every variant.
 const payloadSize = 256
 
-// workloads returns the runners of workloads 1–4 by number.
+// workloads returns the runners of workloads 1–5 by number.
 func workloads(s sizes) map[int]runner {
-	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s), 4: workload4(s)}
+	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s), 4: workload4(s), 5: workload5(s)}
 }
 
 func workload1(s sizes) runner {
