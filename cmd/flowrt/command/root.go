@@ -43,6 +43,7 @@ func NewRoot() *cobra.Command {
 
   flowrt append   appends JSON-lines events to a stream
   flowrt dump     prints a stream's events, as a table or JSON lines
+  flowrt run      runs the flows of a config file over the journal
 
 Errors are printed to stderr as "flowrt: <message>".
 
@@ -70,7 +71,7 @@ Errors are printed to stderr as "flowrt: <message>".
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err, usage: true}
 	})
-	root.AddCommand(newAppendCommand(), newDumpCommand())
+	root.AddCommand(newAppendCommand(), newDumpCommand(), newRunCommand())
 	return root
 }
 
