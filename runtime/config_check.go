@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/file"
+	"github.com/flowrt/flowrt/consumer"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -60,6 +61,7 @@ func (d *decoder) check(c *Config, rt *Runtime) {
 				d.loop(rt, def, st.step.emit, st.node, st.path)
 			}
 		}
+		d.stateChecks(fs)
 		for i, s := range fs.sinks {
 			comp.site = "sink " + strconv.Itoa(i)
 			if s.bad {
@@ -232,6 +234,7 @@ func (c *Config) build(rt *Runtime, d *decoder) []Flow {
 			r := *fs.restart
 			f.Restart = &r
 		}
+		f.StateVersion, f.SnapshotEvery = fs.version, fs.snapshot
 		for _, st := range fs.steps {
 			f.Steps = append(f.Steps, st.step)
 		}
@@ -306,4 +309,28 @@ func (rt *Runtime) lookupSink(name string) (Sink, bool) {
 	}
 	s, ok := rt.opts.Sinks[name]
 	return s, ok
+}
+
+// stateChecks reports what keeps a flow's reduce step from being
+// effectively once (Runtime.Add's state checks), at the reduce step.
+func (d *decoder) stateChecks(fs *flowSpec) {
+	// Negative versions and intervals were reported where they are written.
+	def := Flow{Name: fs.name, StateVersion: max(fs.version, 0), SnapshotEvery: max(fs.snapshot, 0)}
+	var at *stepSpec
+	for _, st := range fs.steps {
+		def.Steps = append(def.Steps, st.step)
+		if st.step.kind == "reduce" && at == nil {
+			at = st
+		}
+	}
+	if at == nil {
+		return
+	}
+	var copts consumer.Options
+	if fs.consumer != nil {
+		copts = *fs.consumer
+	}
+	for _, err := range stateErrors(def, copts) {
+		d.errorf(at.node, at.path, "%s", cleanMsg(err.Error()))
+	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"path"
 	"strings"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -17,9 +18,10 @@ const configVersion = 1
 // The keys of each mapping of a flows file (docs/FLOWS.md).
 var (
 	topFields      = []string{"version", "flows"}
-	flowFields     = []string{"name", "description", "on", "filter", "steps", "sinks", "consumer", "restart"}
+	flowFields     = []string{"name", "description", "on", "filter", "steps", "sinks", "consumer", "restart", "state_version", "snapshot_every"}
 	onFields       = []string{"stream", "types", "key"}
-	stepKinds      = []string{"filter", "map", "fan_out", "enrich", "emit"}
+	stepKinds      = []string{"filter", "map", "fan_out", "enrich", "emit", "reduce"}
+	reduceFields   = []string{"func", "value", "key", "limit", "as"}
 	fanOutFields   = []string{"each", "as"}
 	enrichFields   = []string{"lookup", "key", "as"}
 	emitFields     = []string{"stream", "type", "key", "data"}
@@ -48,6 +50,8 @@ type flowSpec struct {
 	sinks    []*sinkSpec
 	consumer *consumer.Options
 	restart  *supervisor.RestartPolicy
+	version  int
+	snapshot time.Duration
 }
 
 // stepSpec is one step: the config's top-level filter or a steps item.
@@ -159,6 +163,22 @@ func (d *decoder) flow(c *Config, n *yaml.Node, p string) *flowSpec {
 	if v := o.get("restart"); v != nil {
 		fs.restart = d.restartPolicy(v, field(p, "restart"))
 	}
+	if v := o.get("state_version"); v != nil {
+		if n, ok := d.integer(v, field(p, "state_version")); ok {
+			if n < 0 {
+				d.errorf(v, field(p, "state_version"), "must not be negative (got %d)", n)
+			}
+			fs.version = n
+		}
+	}
+	if v := o.get("snapshot_every"); v != nil {
+		if dur, ok := d.duration(v, field(p, "snapshot_every")); ok {
+			if dur < 0 {
+				d.errorf(v, field(p, "snapshot_every"), "must not be negative (got %v)", dur)
+			}
+			fs.snapshot = dur
+		}
+	}
 	return fs
 }
 
@@ -256,8 +276,41 @@ func (d *decoder) step(n *yaml.Node, item string) *stepSpec {
 		return d.fanOutStep(v, item, p)
 	case "enrich":
 		return d.enrichStep(v, item, p)
+	case "reduce":
+		return d.reduceStep(v, item, p)
 	}
 	return d.emitStep(v, item, p)
+}
+
+func (d *decoder) reduceStep(n *yaml.Node, item, p string) *stepSpec {
+	st := &stepSpec{item: item, path: p, node: n, fields: map[string]*yaml.Node{}}
+	o := d.object(n, p, unknownField, reduceFields...)
+	if o == nil {
+		st.bad = true
+		return st
+	}
+	var spec ReduceSpec
+	if v := d.require(o, "func"); v != nil {
+		st.fields["func"] = v
+		spec.Func, _ = d.nonEmpty(v, field(p, "func"), "a reducer (count, sum, min, max, last, recent)")
+	}
+	if v := o.get("value"); v != nil {
+		spec.Value, _ = d.nonEmpty(v, field(p, "value"), "an expression")
+		st.exprs = append(st.exprs, exprField{field(p, "value"), spec.Value, v})
+	}
+	if v := o.get("key"); v != nil {
+		spec.Key, _ = d.nonEmpty(v, field(p, "key"), "an expression")
+		st.exprs = append(st.exprs, exprField{field(p, "key"), spec.Key, v})
+	}
+	if v := o.get("limit"); v != nil {
+		st.fields["limit"] = v
+		spec.Limit, _ = d.integer(v, field(p, "limit"))
+	}
+	var bad bool
+	spec.As, bad = d.optionalVar(o, st, p, false)
+	st.bad = bad
+	st.step = Reduce(spec)
+	return st
 }
 
 // exprStep reads a filter or map step.

@@ -76,6 +76,7 @@ func TestConfigGolden(t *testing.T) {
 		{name: "missing_fields"},
 		{name: "emit_loop"},
 		{name: "empty"},
+		{name: "bad_state"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -484,4 +485,38 @@ func TestExpressionExamples(t *testing.T) {
 	for i, f := range filters {
 		assert.Equal(t, f.want, len(filterSinks[i].deliveries()) == 1, f.expr)
 	}
+}
+
+func TestConfigStatefulFlowRuns(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	flowtest.MustAppend(t, l, eventlog.DefaultStream,
+		event("order.created", "c1", `{"total": 5}`),
+		event("order.created", "c2", `{"total": 7}`),
+		event("order.created", "c1", `{"total": 1}`),
+	)
+	c, err := runtime.ParseConfig("flows.yaml", []byte(`version: 1
+flows:
+  - name: spend
+    on: {types: order.created}
+    state_version: 2
+    snapshot_every: 1h
+    steps:
+      - reduce: {func: sum, value: data.total, as: spent}
+      - map: '{"customer": key, "spent": spent}'
+    sinks:
+      - stdout: {}
+`))
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Flows[0].StateVersion)
+	rt, err := runtime.New(l, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.AddConfig(c))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, rt.RunUntilIdle(ctx))
+	st, err := rt.State("spend")
+	require.NoError(t, err)
+	items, err := st.Items("")
+	require.NoError(t, err)
+	assert.Equal(t, []runtime.StateEntry{{Key: "c1", Value: 6.0}, {Key: "c2", Value: 7.0}}, items)
 }

@@ -15,6 +15,33 @@ import (
 // compileState checks a flow's Reduce step, if it has one, and gives the
 // flow its State, which commits with the consumer's floor.
 func (rt *Runtime) compileState(def Flow, f *flow) error {
+	if !hasReduce(def.Steps) {
+		return nil
+	}
+	if errs := stateErrors(def, f.copts); len(errs) > 0 {
+		return joinErrors(errs)
+	}
+	st, err := snapshot.Open(rt.j, def.Name)
+	if err != nil {
+		return err
+	}
+	f.state, f.version, f.snapEvery = st, def.StateVersion, def.SnapshotEvery
+	f.copts.Commit = st
+	return nil
+}
+
+func hasReduce(steps []Step) bool {
+	for _, s := range steps {
+		if s.kind == "reduce" {
+			return true
+		}
+	}
+	return false
+}
+
+// stateErrors reports what keeps a flow's reduce step from being
+// effectively once.
+func stateErrors(def Flow, copts consumer.Options) []error {
 	var reduce []ReduceSpec
 	for _, s := range def.Steps {
 		if s.kind == "reduce" {
@@ -28,28 +55,19 @@ func (rt *Runtime) compileState(def Flow, f *flow) error {
 	if len(reduce) > 1 {
 		errs = append(errs, errors.New("state: a flow has at most one reduce step"))
 	}
-	if f.copts.Commit != nil {
+	if copts.Commit != nil {
 		errs = append(errs, errors.New("state: Consumer.Commit is the flow state's; leave it nil"))
 	}
-	if f.copts.KeyFailure == consumer.SkipAhead {
+	if copts.KeyFailure == consumer.SkipAhead {
 		errs = append(errs, errors.New("state: a stateful flow keeps key order (KeyFailure hold-key)"))
 	}
-	if reduce[0].Key != "" && f.copts.Workers > 1 {
+	if reduce[0].Key != "" && copts.Workers > 1 {
 		errs = append(errs, errors.New("state: a reduce key other than the event key needs Workers 1"))
 	}
 	if def.StateVersion < 0 || def.SnapshotEvery < 0 {
 		errs = append(errs, errors.New("state: StateVersion and SnapshotEvery must not be negative"))
 	}
-	if len(errs) > 0 {
-		return joinErrors(errs)
-	}
-	st, err := snapshot.Open(rt.j, def.Name)
-	if err != nil {
-		return err
-	}
-	f.state, f.version, f.snapEvery = st, def.StateVersion, def.SnapshotEvery
-	f.copts.Commit = st
-	return nil
+	return errs
 }
 
 // prepareState makes the committed state match the flow's definition
