@@ -43,28 +43,34 @@ func DeadLetters(j Journal, stream, name string, r Range) ([]DeadLetter, error) 
 // DoneAbove lists, in sequence order, the events above the consumer's
 // committed offset that a clean stop recorded as done: the next run does
 // not deliver them again. Dead letters are listed by DeadLetters.
-func DoneAbove(j Journal, stream, name string) ([]uint64, error) {
-	var out []uint64
-	err := j.View(func(tx *eventlog.Tx) error {
-		b, ok, err := consumerBuckets(tx, stream, name)
-		if err != nil || !ok {
-			return err
-		}
-		for k, v := range b.retries.Items(nil) {
-			if len(k) != 8 {
-				continue
-			}
-			rec, err := decodeRecord[retryRecord](k, v)
-			if err != nil {
-				return err
-			}
-			if rec.Acked {
-				out = append(out, seqFromKey(k))
-			}
-		}
-		return nil
+func DoneAbove(j Journal, stream, name string) (out []uint64, err error) {
+	err = j.View(func(tx *eventlog.Tx) error {
+		out, err = DoneAboveTx(tx, stream, name)
+		return err
 	})
 	return out, err
+}
+
+// DoneAboveTx is DoneAbove within a transaction.
+func DoneAboveTx(tx *eventlog.Tx, stream, name string) ([]uint64, error) {
+	b, ok, err := consumerBuckets(tx, stream, name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	var out []uint64
+	for k, v := range b.retries.Items(nil) {
+		if len(k) != 8 {
+			continue
+		}
+		rec, err := decodeRecord[retryRecord](k, v)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Acked {
+			out = append(out, seqFromKey(k))
+		}
+	}
+	return out, nil
 }
 
 // Redeliver queues the consumer's dead letters in r for redelivery and

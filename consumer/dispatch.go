@@ -332,14 +332,22 @@ func (d *dispatcher) admit() {
 		if rec, ok := d.state.retries[ev.Seq]; ok {
 			delete(d.state.retries, ev.Seq)
 			it.attempts, it.first, it.due = rec.Attempts, time.Unix(0, rec.First), time.Unix(0, rec.Due)
-			if k := ev.Key; k != "" && d.r.opts.KeyFailure == HoldKey && d.held[k] == 0 {
-				// A retry carried over from the last run keeps its key's
-				// turn, as it would have had it not stopped. Only the first
-				// of a key does (events are admitted in sequence order): an
-				// earlier run may have left several, and two holders of one
-				// key would wait for each other.
-				it.holdsKey = true
-				d.held[k]++
+			if k := ev.Key; k != "" && d.r.opts.KeyFailure == HoldKey {
+				if d.held[k] == 0 && !d.pendingKey(k) {
+					// A retry carried over from the last run keeps its
+					// key's turn, as it would have had it not stopped. Only
+					// the first of a key does (events are admitted in
+					// sequence order): an earlier run may have left
+					// several, and two holders of one key would wait for
+					// each other.
+					it.holdsKey = true
+					d.held[k]++
+				} else {
+					// An earlier event of its key is back too (the last run
+					// did it, but no committed floor covers it): it goes
+					// first, and this one follows it at once, in order.
+					it.due = time.Time{}
+				}
 			}
 		}
 		d.r.stats.inFlight.Add(1)
@@ -349,6 +357,34 @@ func (d *dispatcher) admit() {
 	if len(d.backlog) == 0 {
 		d.backlog = nil
 	}
+}
+
+// pendingKey reports whether an admitted item of key k is not done yet:
+// ready, out with a worker, or waiting for its retry. Only admissions of
+// retries carried over from the last run ask, so a scan is cheap enough.
+func (d *dispatcher) pendingKey(k string) bool {
+	for _, it := range d.ready {
+		if it.ev.Key == k {
+			return true
+		}
+	}
+	for _, it := range d.timers {
+		if it.ev.Key == k {
+			return true
+		}
+	}
+	batches := d.batches
+	if d.spare != nil {
+		batches = append(batches[:len(batches):len(batches)], d.spare)
+	}
+	for _, b := range batches {
+		for _, it := range b.items {
+			if it.ev.Key == k {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // schedule makes the item ready, or waits for its due time.

@@ -240,8 +240,19 @@ func (r *Reader) commit(floor uint64, done []uint64) error {
 			return err
 		}
 		for _, seq := range done {
-			if seq <= floor || b.retries.Get(seqKey(seq)) != nil {
-				continue // already swept, or recorded dead
+			if seq <= floor {
+				continue // swept below
+			}
+			if v := b.retries.Get(seqKey(seq)); v != nil {
+				rec, err := decodeRecord[retryRecord](seqKey(seq), v)
+				if err != nil {
+					return err
+				}
+				if rec.Dead || rec.Acked {
+					continue // done already: dead-lettered, or marked
+				}
+				// A failure record of an event that then succeeded: it is
+				// done now, and must not be delivered again.
 			}
 			if err := putRecord(b.retries, seq, &retryRecord{Acked: true}); err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -104,9 +105,9 @@ func (f *flow) offset() (seq uint64, ok bool, err error) {
 }
 
 // overlay is a rebuild's state: the values replayed so far over the
-// committed ones.
+// snapshot it starts from.
 type overlay struct {
-	base    stateReader
+	base    map[string][]byte
 	changes map[string][]byte
 }
 
@@ -114,7 +115,8 @@ func (o *overlay) Get(key string) ([]byte, bool, error) {
 	if v, ok := o.changes[key]; ok {
 		return v, true, nil
 	}
-	return o.base.Get(key)
+	v, ok := o.base[key]
+	return v, ok, nil
 }
 
 // rebuildBatch is how many events a rebuild reads per read transaction.
@@ -124,7 +126,9 @@ const rebuildBatch = 1024
 // version at or below the committed offset (or from nothing), replaying
 // every event the flow has done since: those at or below the offset that
 // are not dead letters, and those a clean stop marked done above it. The
-// new version is recorded last, so a crash mid-rebuild rebuilds again.
+// replay runs in memory; the new state and the new version are written
+// in one transaction, so a crash or a failure mid-rebuild leaves the old
+// state and version as they were.
 func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 	start := time.Now()
 	log := f.copts.Logger
@@ -151,10 +155,16 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		return err
 	}
 	log.Info("rebuilding state", "flow", f.name, "version", f.version, "from_snapshot", base, "to", offset, "done_above", len(doneAbove))
-	if err := f.rt.j.Update(func(tx *eventlog.Tx) error { return snapshot.Reset(tx, f.name, base) }); err != nil {
-		return fmt.Errorf("rebuild: reset state: %w", err)
+	o := &overlay{base: map[string][]byte{}, changes: map[string][]byte{}}
+	if base > 0 {
+		entries, err := snapshot.ReadSnapshot(f.rt.j, f.name, base)
+		if err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		for _, e := range entries {
+			o.base[e.Key] = e.Value
+		}
 	}
-	o := &overlay{base: f.state, changes: map[string][]byte{}}
 	replayed := 0
 	replay := func(e eventlog.Event) error {
 		if skip[e.Seq] || !f.trigger.Match(e) {
@@ -209,6 +219,9 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		from = events[len(events)-1].Seq + 1
 	}
 	err = f.rt.j.Update(func(tx *eventlog.Tx) error {
+		if err := snapshot.Reset(tx, f.name, base); err != nil {
+			return err
+		}
 		for k, v := range o.changes {
 			if err := snapshot.Put(tx, f.name, snapshot.Change{Key: k, Value: v}); err != nil {
 				return err
@@ -265,8 +278,12 @@ func (f *flow) snapshotLoop() (stop func()) {
 			case <-quit:
 				return
 			case <-t.C:
-				if _, err := snapshot.Take(f.rt.j, f.name, f.stream, f.name); err != nil {
-					f.copts.Logger.Warn("snapshot failed", "flow", f.name, "err", err)
+				if _, err := f.snapshot(); err != nil {
+					level := slog.LevelWarn
+					if errors.Is(err, snapshot.ErrNotSettled) {
+						level = slog.LevelDebug // the next tick will do
+					}
+					f.copts.Logger.Log(context.Background(), level, "snapshot skipped", "flow", f.name, "err", err)
 					continue
 				}
 				if _, err := snapshot.DropSnapshots(f.rt.j, f.name, keepSnapshots); err != nil {

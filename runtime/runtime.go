@@ -375,7 +375,19 @@ func (rt *Runtime) RunUntilIdle(ctx context.Context) error {
 		return err
 	}
 	err = sup.RunUntilIdle(ctx, rt.opts.StopTimeout)
-	return errors.Join(err, rt.closeAllSinks())
+	return errors.Join(err, failedFlows(sup.Status()), rt.closeAllSinks())
+}
+
+// failedFlows reports the flows the supervisor gave up on: a run that
+// stopped cleanly did not do their work.
+func failedFlows(st supervisor.Status) error {
+	var errs []error
+	for _, c := range st.Children {
+		if c.State == supervisor.ChildFailed {
+			errs = append(errs, fmt.Errorf("flowrt/runtime: flow %s failed: %s", c.Name, c.LastError))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Done returns a channel closed when the runtime has ended, by a stop or

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/flowrt/flowrt/consumer"
+	"github.com/flowrt/flowrt/eventlog"
 	"github.com/flowrt/flowrt/snapshot"
 )
 
@@ -26,7 +28,8 @@ type ReduceSpec struct {
 	Value string
 	// Key is an expression giving the state key. Default: the event's key,
 	// which the consumer already serialises; a Key expression therefore
-	// needs the flow to run with one worker.
+	// needs the flow to run with one worker. A record whose state key is
+	// empty fails permanently (dead letter).
 	Key string
 	// Limit is how many values recent keeps. Default 10.
 	Limit int
@@ -196,6 +199,11 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 			}
 			k = fmt.Sprint(v)
 		}
+		if k == "" {
+			// Keyless events are not ordered among themselves, and the
+			// journal keeps no empty key: such an event cannot apply.
+			return nil, consumer.Permanent(errors.New("reduce: the state key is empty (the event has no key, or the key expression gave none)"))
+		}
 		cur, ok := att.get(k)
 		if !ok {
 			var err error
@@ -300,7 +308,19 @@ func (s *FlowState) Items(prefix string) ([]StateEntry, error) {
 }
 
 // Snapshot takes a snapshot of the flow's state at its committed floor
-// (see snapshot.Take).
-func (s *FlowState) Snapshot() (snapshot.Snapshot, error) {
-	return snapshot.Take(s.f.rt.j, s.f.name, s.f.stream, s.f.name)
+// (see snapshot.Take). Right after a restart that followed a clean stop it
+// can fail with snapshot.ErrNotSettled until the floor passes the events
+// the stop marked done.
+func (s *FlowState) Snapshot() (snapshot.Snapshot, error) { return s.f.snapshot() }
+
+// snapshot takes a snapshot unless the consumer has events marked done
+// above its floor, whose changes the state already holds.
+func (f *flow) snapshot() (snapshot.Snapshot, error) {
+	return snapshot.Take(f.rt.j, f.name, f.stream, f.name, func(tx *eventlog.Tx) error {
+		done, err := consumer.DoneAboveTx(tx, f.stream, f.name)
+		if err == nil && len(done) > 0 {
+			err = fmt.Errorf("%d events above the floor are done (%d first)", len(done), done[0])
+		}
+		return err
+	})
 }

@@ -7,6 +7,12 @@ var (
 	// snapshot's record cannot be decoded.
 	ErrCorrupt = errors.New("flowrt/snapshot: corrupt state record")
 
+	// ErrNotSettled is returned, wrapped, by Take when the state holds
+	// changes of events above its floor (done before a clean stop): a
+	// snapshot now would not be the state at its floor. It succeeds once
+	// the floor has passed them.
+	ErrNotSettled = errors.New("flowrt/snapshot: state is ahead of its floor")
+
 	// ErrExists is returned by Backup (without BackupOptions.Overwrite) and
 	// by Restore when something already exists at the destination. Nothing
 	// was written.

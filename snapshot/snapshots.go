@@ -44,9 +44,19 @@ func floorKey(floor uint64) []byte { return binary.BigEndian.AppendUint64(nil, f
 // after the events at or below it. The stream's retention guard (see
 // Guard) moves up to the snapshot's floor. A snapshot at the same floor is
 // replaced: it holds the same state.
-func Take(j Journal, name, stream, consumer string) (Snapshot, error) {
+//
+// A clean stop commits the changes of the events done above the floor too.
+// Until the floor passes them the state is ahead of it, and settled, when
+// not nil, must say so (in the same transaction) by returning an error,
+// which Take returns wrapped in ErrNotSettled.
+func Take(j Journal, name, stream, consumer string, settled func(tx *eventlog.Tx) error) (Snapshot, error) {
 	var snap Snapshot
 	err := j.Update(func(tx *eventlog.Tx) error {
+		if settled != nil {
+			if err := settled(tx); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotSettled, err)
+			}
+		}
 		floor, _, err := tx.Offset(stream, consumer)
 		if err != nil {
 			return err
@@ -135,6 +145,34 @@ func Snapshots(j Journal, name string) ([]Snapshot, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("flowrt/snapshot: list snapshots of %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// ReadSnapshot returns the entries of the snapshot of a state at floor,
+// in key order.
+func ReadSnapshot(j Journal, name string, floor uint64) ([]Entry, error) {
+	var out []Entry
+	err := j.View(func(tx *eventlog.Tx) error {
+		snaps, err := nested(tx, bucketSnaps, []byte(name))
+		if err != nil || snaps == nil {
+			return err
+		}
+		one, err := snaps.Bucket(floorKey(floor))
+		if err != nil {
+			return err
+		}
+		data, err := one.Bucket(dataBucket)
+		if err != nil {
+			return err
+		}
+		for k, v := range data.Items(nil) {
+			out = append(out, Entry{Key: string(k), Value: bytes.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("flowrt/snapshot: read snapshot %d of %s: %w", floor, name, err)
 	}
 	return out, nil
 }

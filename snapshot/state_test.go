@@ -109,7 +109,7 @@ func TestSnapshotAndReset(t *testing.T) {
 	_, err = l.Truncate("events", 2, eventlog.KeepUnacked)
 	require.ErrorIs(t, err, eventlog.ErrConsumerBehind, "the guard keeps what a rebuild needs")
 
-	snap, err := snapshot.Take(l, "st", "events", "flow")
+	snap, err := snapshot.Take(l, "st", "events", "flow", nil)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), snap.Floor)
 	assert.Equal(t, 3, snap.Version)
