@@ -130,8 +130,10 @@ type Options struct {
 
 // CommitHook takes part in a Reader's commits, so that the effects of the
 // events a commit covers are durable exactly when the floor that covers
-// them is. Its methods are called from the Reader's commit goroutine, one
-// at a time.
+// them is. Its methods are called from the Reader's commit goroutine and,
+// for a redelivered dead letter that succeeds (its effects commit in the
+// transaction that clears it, with floor the committed one and done that
+// event), from a worker: it must be safe for concurrent use.
 type CommitHook interface {
 	// Commit writes, inside the transaction that commits floor, the
 	// effects of every event at or below floor, and of the events in done:
@@ -142,6 +144,17 @@ type CommitHook interface {
 	// Committed reports that the transaction of the last Commit call
 	// committed.
 	Committed(floor uint64, done []uint64)
+}
+
+// OutcomeHook is a CommitHook that also learns the outcome of every
+// attempt, before the floor can pass its event: acked is false for an
+// attempt that failed, including one whose handler returned nil after its
+// timeout. A hook that keeps an attempt's effects aside can then apply
+// exactly those of acked attempts. Outcome is called from the worker
+// goroutines, concurrently for events of different keys.
+type OutcomeHook interface {
+	CommitHook
+	Outcome(seq uint64, acked bool)
 }
 
 func (o *Options) withDefaults() Options {

@@ -36,10 +36,13 @@ func (r *Reader) process(ctx context.Context, h Handler, it *item) result {
 		err = fmt.Errorf("flowrt/consumer: handler ran past its %v timeout: %w", r.opts.HandlerTimeout, context.DeadlineExceeded)
 	}
 	r.stats.latency.observe(end.Sub(start))
+	if oh, ok := r.opts.Commit.(OutcomeHook); ok {
+		oh.Outcome(it.ev.Seq, err == nil)
+	}
 	if err == nil {
 		r.stats.acked.Add(1)
 		if it.redelivery {
-			return result{it: it, outcome: acked, err: r.persist(func(b buckets) error { return clearDead(b, it.ev.Seq) })}
+			return result{it: it, outcome: acked, err: r.redelivered(it.ev.Seq)}
 		}
 		return result{it: it, outcome: acked}
 	}
@@ -89,6 +92,34 @@ func (r *Reader) process(ctx context.Context, h Handler, it *item) result {
 		r.stats.retried.Add(1)
 	}
 	return result{it: it, outcome: retrying, err: perr}
+}
+
+// redelivered records that a redelivered dead letter succeeded. The event
+// lies at or below the committed floor, which no later commit moves past
+// again: the commit hook writes its effects in this transaction.
+func (r *Reader) redelivered(seq uint64) error {
+	committed := r.committed.Load()
+	done := []uint64{seq}
+	err := r.j.Update(func(tx *eventlog.Tx) error {
+		b, _, err := consumerBuckets(tx, r.stream, r.name)
+		if err != nil {
+			return err
+		}
+		if err := clearDead(b, seq); err != nil {
+			return err
+		}
+		if h := r.opts.Commit; h != nil {
+			return h.Commit(tx, committed, done)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("flowrt/consumer: persist state of %q: %w", r.name, err)
+	}
+	if h := r.opts.Commit; h != nil {
+		h.Committed(committed, done)
+	}
+	return nil
 }
 
 // call runs the handler, turning a panic into an error.

@@ -21,7 +21,7 @@ var (
 	flowFields     = []string{"name", "description", "on", "filter", "steps", "sinks", "consumer", "restart", "state_version", "snapshot_every"}
 	onFields       = []string{"stream", "types", "key"}
 	stepKinds      = []string{"filter", "map", "fan_out", "enrich", "emit", "reduce"}
-	reduceFields   = []string{"func", "value", "key", "limit", "as"}
+	reduceFields   = []string{"func", "value", "limit", "as"}
 	fanOutFields   = []string{"each", "as"}
 	enrichFields   = []string{"lookup", "key", "as"}
 	emitFields     = []string{"stream", "type", "key", "data"}
@@ -297,10 +297,6 @@ func (d *decoder) reduceStep(n *yaml.Node, item, p string) *stepSpec {
 	if v := o.get("value"); v != nil {
 		spec.Value, _ = d.nonEmpty(v, field(p, "value"), "an expression")
 		st.exprs = append(st.exprs, exprField{field(p, "value"), spec.Value, v})
-	}
-	if v := o.get("key"); v != nil {
-		spec.Key, _ = d.nonEmpty(v, field(p, "key"), "an expression")
-		st.exprs = append(st.exprs, exprField{field(p, "key"), spec.Key, v})
 	}
 	if v := o.get("limit"); v != nil {
 		st.fields["limit"] = v

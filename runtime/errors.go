@@ -22,6 +22,15 @@ var (
 	// names a lookup that Options.Lookups does not have.
 	ErrUnknownLookup = errors.New("flowrt/runtime: unknown lookup")
 
+	// ErrHistoryTruncated is returned, wrapped, by a flow whose state must
+	// be rebuilt from events that retention has removed: the flow fails,
+	// and its state and version stay as they were.
+	ErrHistoryTruncated = errors.New("flowrt/runtime: events a state rebuild needs were removed")
+
+	// ErrReservedKind is returned, wrapped, by Add for a custom Operator
+	// named like a built-in step.
+	ErrReservedKind = errors.New("flowrt/runtime: reserved step kind")
+
 	// ErrUnknownSink is returned, wrapped, when a flow names a sink that
 	// Options.Sinks does not have.
 	ErrUnknownSink = errors.New("flowrt/runtime: unknown sink")

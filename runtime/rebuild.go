@@ -22,12 +22,18 @@ func (rt *Runtime) compileState(def Flow, f *flow) error {
 	if errs := stateErrors(def, f.copts); len(errs) > 0 {
 		return joinErrors(errs)
 	}
+	for i, s := range def.Steps {
+		if s.kind == "reduce" {
+			f.reduceStep = i
+		}
+	}
 	st, err := snapshot.Open(rt.j, def.Name)
 	if err != nil {
 		return err
 	}
 	f.state, f.version, f.snapEvery = st, def.StateVersion, def.SnapshotEvery
-	f.copts.Commit = st
+	f.hook = &stateHook{State: st, attempts: map[uint64]*attemptState{}}
+	f.copts.Commit = f.hook
 	return nil
 }
 
@@ -61,9 +67,6 @@ func stateErrors(def Flow, copts consumer.Options) []error {
 	}
 	if copts.KeyFailure == consumer.SkipAhead {
 		errs = append(errs, errors.New("state: a stateful flow keeps key order (KeyFailure hold-key)"))
-	}
-	if reduce[0].Key != "" && copts.Workers > 1 {
-		errs = append(errs, errors.New("state: a reduce key other than the event key needs Workers 1"))
 	}
 	if def.StateVersion < 0 || def.SnapshotEvery < 0 {
 		errs = append(errs, errors.New("state: StateVersion and SnapshotEvery must not be negative"))
@@ -188,6 +191,20 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 	if len(doneAbove) > 0 {
 		last = max(last, slices.Max(doneAbove))
 	}
+	if base < last {
+		var si eventlog.StreamInfo
+		err := f.rt.j.View(func(tx *eventlog.Tx) (err error) {
+			si, err = tx.Info(f.stream)
+			return err
+		})
+		if err != nil && !errors.Is(err, eventlog.ErrNotFound) {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+		if err == nil && si.First > base+1 {
+			return fmt.Errorf("%w: version %d of %s's state needs events from %d of %s, which retention removed (first retained: %d)",
+				ErrHistoryTruncated, f.version, f.name, base+1, f.stream, si.First)
+		}
+	}
 	for from := base + 1; from <= last; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -239,13 +256,14 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 	return nil
 }
 
-// replaySteps runs an event through the steps for their state changes
-// only: emit steps are skipped, and nothing reaches the sinks.
+// replaySteps runs an event through the steps up to the reduce step, for
+// its state changes only: emit steps are skipped, and nothing reaches the
+// later steps or the sinks.
 func (f *flow) replaySteps(ctx context.Context, e eventlog.Event) error {
 	rec := Record{Event: e, data: decodePayload(e.Data)}
 	rec.Payload = rec.data
 	recs := []Record{rec}
-	for _, st := range f.steps {
+	for _, st := range f.steps[:f.reduceStep+1] {
 		if st.kind == "emit" {
 			continue
 		}

@@ -19,18 +19,20 @@ import (
 // resumes from the committed floor. Its methods are safe for concurrent
 // use.
 type flow struct {
-	rt        *Runtime
-	name      string
-	trigger   Trigger
-	stream    string
-	steps     []stage
-	sinks     []stage
-	decode    bool // the steps read the payload, so the data is decoded first
-	handler   consumer.Handler
-	copts     consumer.Options
-	state     *snapshot.State // nil for a flow without a Reduce step
-	version   int
-	snapEvery time.Duration
+	rt         *Runtime
+	name       string
+	trigger    Trigger
+	stream     string
+	steps      []stage
+	sinks      []stage
+	decode     bool // the steps read the payload, so the data is decoded first
+	handler    consumer.Handler
+	copts      consumer.Options
+	state      *snapshot.State // nil for a flow without a Reduce step
+	hook       *stateHook      // the state's consumer hook
+	reduceStep int             // the index of the Reduce step
+	version    int
+	snapEvery  time.Duration
 
 	counters flowCounters
 	partial  partialSet
@@ -138,9 +140,10 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	}
 	err := f.process(ctx, e)
 	if att != nil && (err == nil || err == errFiltered) {
-		// Staged before the handler returns, so before the floor can
-		// pass the event: the commit that covers it writes its changes.
-		f.state.Stage(e.Seq, att.list())
+		// Kept until the consumer says the attempt is acked (not, say,
+		// past its timeout); the hook then stages the changes, before the
+		// floor can pass the event.
+		f.hook.keep(e.Seq, att)
 	}
 	switch {
 	case err == nil:
@@ -216,14 +219,31 @@ func eventError(errs []error) error {
 			permanent++
 		}
 	}
-	if permanent == len(errs) {
+	switch {
+	case permanent == len(errs):
 		return consumer.Permanent(joinErrors(errs))
-	}
-	if permanent > 0 {
-		// Hide the permanent marks, which errors.As would find in a join.
-		return errors.New(joinErrors(errs).Error())
+	case permanent > 0:
+		return &retryable{joinErrors(errs)}
 	}
 	return joinErrors(errs)
+}
+
+// retryable is an event's failures when only some are permanent: its
+// chain holds the others, so neither errors.As finds a permanent mark nor
+// errors.Is loses the retryable causes; its message names them all.
+type retryable struct{ err error }
+
+func (e *retryable) Error() string { return e.err.Error() }
+
+// Unwrap returns the failures that are not permanent.
+func (e *retryable) Unwrap() []error {
+	var out []error
+	for _, err := range e.err.(interface{ Unwrap() []error }).Unwrap() {
+		if !consumer.IsPermanent(err) {
+			out = append(out, err)
+		}
+	}
+	return out
 }
 
 // partialSet remembers, per event, the parts and sinks that succeeded in

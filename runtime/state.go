@@ -26,11 +26,6 @@ type ReduceSpec struct {
 	// Value is an expression giving the value reduced (sum, min, max,
 	// last, recent). Default: the record's payload.
 	Value string
-	// Key is an expression giving the state key. Default: the event's key,
-	// which the consumer already serialises; a Key expression therefore
-	// needs the flow to run with one worker. A record whose state key is
-	// empty fails permanently (dead letter).
-	Key string
 	// Limit is how many values recent keeps. Default 10.
 	Limit int
 	// As names a variable that holds the key's new state for later steps.
@@ -39,8 +34,10 @@ type ReduceSpec struct {
 	Reducer Reducer
 }
 
-// Reduce keeps per-key state for the flow: each record updates its key's
-// state with the reducer. The state changes commit in the same journal
+// Reduce keeps per-key state for the flow: each record updates its event
+// key's state with the reducer (to keep state by another key, emit events
+// keyed by it and reduce them in a second flow). An event without a key
+// fails permanently. The state changes commit in the same journal
 // transaction as the flow's ack floor, so after any crash the state is
 // exactly one application of every event at or below the floor
 // (effectively once); see docs/STATE.md. A flow has at most one Reduce
@@ -155,6 +152,35 @@ func (a *attemptState) list() []snapshot.Change {
 	return out
 }
 
+// stateHook is a stateful flow's consumer.OutcomeHook: the State commits
+// with the floor, and an attempt's changes are staged once the consumer
+// has acked the attempt.
+type stateHook struct {
+	*snapshot.State
+	mu       sync.Mutex
+	attempts map[uint64]*attemptState
+}
+
+var _ consumer.OutcomeHook = (*stateHook)(nil)
+
+func (h *stateHook) keep(seq uint64, att *attemptState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.attempts[seq] = att
+}
+
+// Outcome stages the changes of an acked attempt; a failed one's are
+// dropped.
+func (h *stateHook) Outcome(seq uint64, acked bool) {
+	h.mu.Lock()
+	att := h.attempts[seq]
+	delete(h.attempts, seq)
+	h.mu.Unlock()
+	if acked && att != nil {
+		h.Stage(seq, att.list())
+	}
+}
+
 // stateReader is where a reduce step reads the current state: the live
 // State, or a rebuild's overlay.
 type stateReader interface {
@@ -170,15 +196,10 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 			errs = append(errs, err)
 		}
 	}
-	var value, key *program
+	var value *program
 	var err error
 	if spec.Value != "" {
 		if value, err = compileExpr(spec.Value, c.sc, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if spec.Key != "" {
-		if key, err = compileExpr(spec.Key, c.sc, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -191,18 +212,13 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 		if att == nil {
 			return nil, errors.New("reduce: no state attempt in context")
 		}
+		// The state key is the event key: the consumer runs the events of
+		// a key one at a time, in sequence order, so they apply in order.
 		k := r.Event.Key
-		if key != nil {
-			v, err := key.run(r)
-			if err != nil {
-				return nil, err
-			}
-			k = fmt.Sprint(v)
-		}
 		if k == "" {
 			// Keyless events are not ordered among themselves, and the
 			// journal keeps no empty key: such an event cannot apply.
-			return nil, consumer.Permanent(errors.New("reduce: the state key is empty (the event has no key, or the key expression gave none)"))
+			return nil, consumer.Permanent(errors.New("reduce: the event has no key, and state is per key"))
 		}
 		cur, ok := att.get(k)
 		if !ok {

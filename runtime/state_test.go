@@ -15,6 +15,7 @@ import (
 	"github.com/flowrt/flowrt/internal/flowtest"
 	"github.com/flowrt/flowrt/runtime"
 	"github.com/flowrt/flowrt/snapshot"
+	"github.com/flowrt/flowrt/supervisor"
 )
 
 // stateOf reads a flow's committed state from the journal.
@@ -50,7 +51,6 @@ func TestReducers(t *testing.T) {
 		{"max", runtime.ReduceSpec{Func: "max", Value: "data.total"}, map[string]string{"c0": "10", "c1": "8", "c2": "9"}},
 		{"last", runtime.ReduceSpec{Func: "last", Value: "data.total"}, map[string]string{"c0": "10", "c1": "8", "c2": "9"}},
 		{"recent", runtime.ReduceSpec{Func: "recent", Value: "data.total", Limit: 2}, map[string]string{"c0": "[7,10]", "c1": "[5,8]", "c2": "[6,9]"}},
-		{"by an expression key", runtime.ReduceSpec{Func: "count", Key: `data.total > 5 ? "big" : "small"`}, map[string]string{"big": "5", "small": "5"}},
 		{"go reducer", runtime.ReduceSpec{Reducer: func(state any, r runtime.Record) (any, error) {
 			s, _ := state.(string)
 			return s + r.Event.Type[:1], nil
@@ -99,6 +99,16 @@ func TestStateIsReadableWhileRunningAndRetriesDoNotDoubleCount(t *testing.T) {
 
 	st, err := rt.State("counts")
 	require.NoError(t, err)
+	// The changes are staged once the consumer acks, just after the sink.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		items, err := st.Items("c")
+		require.NoError(t, err)
+		if len(items) == 3 && items[2].Value == 2.0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	v, ok, err := st.Get("c0")
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -184,7 +194,6 @@ func TestStatefulFlowValidation(t *testing.T) {
 	}{
 		{"two reduce steps", runtime.Flow{Steps: []runtime.Step{count, count}}, "at most one reduce step"},
 		{"skip ahead", runtime.Flow{Steps: []runtime.Step{count}, Consumer: &consumer.Options{KeyFailure: consumer.SkipAhead}}, "key order"},
-		{"key expression with workers", runtime.Flow{Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count", Key: "data.x"})}, Consumer: &consumer.Options{Workers: 4}}, "Workers 1"},
 		{"unknown reducer", runtime.Flow{Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "avg"})}}, `unknown reducer "avg"`},
 	}
 	for _, tt := range tests {
@@ -196,4 +205,99 @@ func TestStatefulFlowValidation(t *testing.T) {
 			require.ErrorContains(t, rt.Add(tt.flow), tt.want)
 		})
 	}
+}
+
+func TestLateAttemptAppliesNothing(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	flowtest.MustAppend(t, l, eventlog.DefaultStream, event("order.created", "c", `{}`))
+	first := true
+	runIdle(t, l, nil, runtime.Flow{
+		Name:  "counts",
+		On:    runtime.On("order.*"),
+		Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count"})},
+		Sinks: []runtime.Sink{runtime.SinkFunc(func(ctx context.Context, _ runtime.Delivery) error {
+			if first {
+				first = false
+				<-ctx.Done() // past the timeout, then "success": the consumer fails it
+			}
+			return nil
+		})},
+		Consumer: &consumer.Options{HandlerTimeout: 20 * time.Millisecond, Retry: consumer.Retry{Base: time.Millisecond, Max: time.Millisecond}},
+	})
+	assert.Equal(t, map[string]string{"c": "1"}, stateOf(t, l, "counts"), "the late attempt was not counted")
+}
+
+func TestRedeliveredDeadLetterCommitsItsState(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	flowtest.MustAppend(t, l, eventlog.DefaultStream, event("order.created", "c", `{"ok": false}`), event("order.created", "c", `{"ok": true}`))
+	reject := true
+	flow := runtime.Flow{
+		Name:  "counts",
+		On:    runtime.On("order.*"),
+		Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count"})},
+		Sinks: []runtime.Sink{runtime.SinkFunc(func(_ context.Context, d runtime.Delivery) error {
+			if reject && d.Event.Seq == 1 {
+				return consumer.Permanent(errors.New("rejected"))
+			}
+			return nil
+		})},
+	}
+	runIdle(t, l, nil, flow)
+	assert.Equal(t, map[string]string{"c": "1"}, stateOf(t, l, "counts"), "the dead letter applied nothing")
+
+	reject = false
+	n, err := consumer.Redeliver(l, eventlog.DefaultStream, "counts", consumer.Range{})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	rt, err := runtime.New(l, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(flow))
+	require.NoError(t, rt.Start(context.Background()))
+	deadline := time.Now().Add(10 * time.Second)
+	for stateOf(t, l, "counts")["c"] != "2" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, rt.Stop(ctx))
+	assert.Equal(t, map[string]string{"c": "2"}, stateOf(t, l, "counts"), "committed with the redelivery")
+}
+
+func TestRebuildRefusesTruncatedHistory(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	orders(t, l, 10)
+	flow := func(v int) runtime.Flow {
+		return runtime.Flow{
+			Name: "counts", On: runtime.On("order.*"), StateVersion: v,
+			Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count"})},
+			Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
+		}
+	}
+	rt := runIdle(t, l, nil, flow(1))
+	st, err := rt.State("counts")
+	require.NoError(t, err)
+	_, err = st.Snapshot()
+	require.NoError(t, err)
+	_, err = l.Truncate(eventlog.DefaultStream, 6, eventlog.KeepUnacked)
+	require.NoError(t, err)
+	before := stateOf(t, l, "counts")
+
+	rt2, err := runtime.New(l, &runtime.Options{Supervisor: &supervisor.Options{Restart: supervisor.RestartPolicy{Base: time.Millisecond, Max: time.Millisecond, MaxRestarts: 1}}})
+	require.NoError(t, err)
+	require.NoError(t, rt2.Add(flow(2)))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = rt2.RunUntilIdle(ctx)
+	require.ErrorContains(t, err, "retention removed")
+	assert.Equal(t, before, stateOf(t, l, "counts"), "the state stays as it was")
+}
+
+func TestOperatorRefusesBuiltinKinds(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	rt, err := runtime.New(l, nil)
+	require.NoError(t, err)
+	err = rt.Add(runtime.Flow{Name: "f", Sinks: []runtime.Sink{newCollector()}, Steps: []runtime.Step{
+		runtime.Operator("reduce", func(_ context.Context, r runtime.Record) ([]runtime.Record, error) { return []runtime.Record{r}, nil }),
+	}})
+	require.ErrorIs(t, err, runtime.ErrReservedKind)
 }

@@ -27,6 +27,7 @@ type Step struct {
 	emit   EmitSpec
 	reduce ReduceSpec
 	fn     OperatorFunc
+	custom bool // made by Operator
 }
 
 // Kind returns the step's kind: filter, map, fan_out, enrich, emit,
@@ -54,13 +55,13 @@ func Filter(expr string) Step { return Step{kind: "filter", src: expr} }
 
 // FilterFunc is Filter with a Go predicate.
 func FilterFunc(keep func(ctx context.Context, r Record) (bool, error)) Step {
-	return Operator("filter", func(ctx context.Context, r Record) ([]Record, error) {
+	return Step{kind: "filter", fn: func(ctx context.Context, r Record) ([]Record, error) {
 		ok, err := keep(ctx, r)
 		if err != nil || !ok {
 			return nil, err
 		}
 		return []Record{r}, nil
-	})
+	}}
 }
 
 // Map replaces the payload with the expression's value, for example
@@ -69,14 +70,14 @@ func Map(expr string) Step { return Step{kind: "map", src: expr} }
 
 // MapFunc is Map with a Go function.
 func MapFunc(fn func(ctx context.Context, r Record) (any, error)) Step {
-	return Operator("map", func(ctx context.Context, r Record) ([]Record, error) {
+	return Step{kind: "map", fn: func(ctx context.Context, r Record) ([]Record, error) {
 		v, err := fn(ctx, r)
 		if err != nil {
 			return nil, err
 		}
 		r.Payload = v
 		return []Record{r}, nil
-	})
+	}}
 }
 
 // FanOut turns each record into one part per element of the array the
@@ -153,8 +154,13 @@ func EnrichFunc(as string, fn func(ctx context.Context, r Record) (any, error)) 
 	}}
 }
 
-// Operator is a custom step: fn decides what goes on. name is its Kind.
-func Operator(name string, fn OperatorFunc) Step { return Step{kind: name, fn: fn} }
+// Operator is a custom step: fn decides what goes on. name is its Kind; it
+// must not be a built-in kind (reduce, emit, ...), which the runtime
+// treats specially.
+func Operator(name string, fn OperatorFunc) Step { return Step{kind: name, fn: fn, custom: true} }
+
+// builtinKinds are the kinds of the built-in steps.
+var builtinKinds = map[string]bool{"filter": true, "map": true, "fan_out": true, "enrich": true, "emit": true, "reduce": true}
 
 // compiler compiles a flow's steps and sinks.
 type compiler struct {
@@ -181,6 +187,9 @@ func (c *compiler) compile(s Step) (OperatorFunc, error) {
 		}
 	}()
 	if s.fn != nil {
+		if s.custom && builtinKinds[s.kind] {
+			return nil, fmt.Errorf("%w %q: name custom operators otherwise", ErrReservedKind, s.kind)
+		}
 		return s.fn, nil
 	}
 	switch s.kind {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/flowrt/flowrt/eventlog"
@@ -63,14 +64,22 @@ type State struct {
 
 	mu     sync.Mutex
 	staged map[string][]pending // per key, in sequence order
+	// cache holds committed values (nil for a key known to have none),
+	// so reads need no transaction. Committed values change only in the
+	// commits of this State, which update it; Discard clears it.
+	cache map[string][]byte
 }
+
+// cacheLimit bounds the committed values a State keeps in memory; past it
+// the cache starts over.
+const cacheLimit = 1 << 18
 
 // Open returns the state of the named flow (a valid journal name).
 func Open(j Journal, name string) (*State, error) {
 	if err := eventlog.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("flowrt/snapshot: state name: %w", err)
 	}
-	return &State{j: j, name: name, staged: map[string][]pending{}}, nil
+	return &State{j: j, name: name, staged: map[string][]pending{}, cache: map[string][]byte{}}, nil
 }
 
 // Name returns the state's name.
@@ -96,6 +105,7 @@ func (s *State) Discard() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.staged)
+	clear(s.cache)
 }
 
 // covered reports whether a commit of floor and done covers seq.
@@ -110,11 +120,52 @@ func covered(seq, floor uint64, done []uint64) bool {
 // Commit writes, in the floor's transaction, the latest staged change of
 // each key made by an event the commit covers. done must be sorted.
 func (s *State) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	b, err := s.bucket(tx)
 	if err != nil {
 		return err
+	}
+	// Pick the changes under the lock, write them without it: handlers
+	// keep staging and reading meanwhile.
+	for _, c := range s.covered(floor, done) {
+		if c.Deleted {
+			err = b.Delete([]byte(c.Key))
+		} else {
+			err = b.Put([]byte(c.Key), c.Value)
+		}
+		if err != nil {
+			return fmt.Errorf("flowrt/snapshot: write %q of %s: %w", c.Key, s.name, err)
+		}
+	}
+	return nil
+}
+
+// covered returns, per key, the latest staged change a commit of floor and
+// done covers.
+func (s *State) covered(floor uint64, done []uint64) []Change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Change
+	for _, ps := range s.staged {
+		last := -1
+		for i, p := range ps {
+			if covered(p.seq, floor, done) {
+				last = i
+			}
+		}
+		if last >= 0 {
+			out = append(out, ps[last].Change)
+		}
+	}
+	return out
+}
+
+// Committed drops the staged changes the committed transaction wrote, and
+// keeps the values it wrote as the committed ones.
+func (s *State) Committed(floor uint64, done []uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) > cacheLimit {
+		clear(s.cache)
 	}
 	for key, ps := range s.staged {
 		last := -1
@@ -126,23 +177,11 @@ func (s *State) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 		if last < 0 {
 			continue
 		}
-		c := ps[last]
-		if c.Deleted {
-			err = b.Delete([]byte(key))
+		if c := ps[last]; c.Deleted {
+			s.cache[key] = nil
 		} else {
-			err = b.Put([]byte(key), c.Value)
+			s.cache[key] = c.Value
 		}
-		if err != nil {
-			return fmt.Errorf("flowrt/snapshot: write %q of %s: %w", key, s.name, err)
-		}
-	}
-	return nil
-}
-
-// Committed drops the staged changes the committed transaction wrote.
-func (s *State) Committed(floor uint64, done []uint64) {
-	s.mu.Lock()
-	for key, ps := range s.staged {
 		ps = slices.DeleteFunc(ps, func(p pending) bool { return covered(p.seq, floor, done) })
 		if len(ps) == 0 {
 			delete(s.staged, key)
@@ -150,20 +189,21 @@ func (s *State) Committed(floor uint64, done []uint64) {
 			s.staged[key] = ps
 		}
 	}
-	s.mu.Unlock()
 }
 
 // Get returns key's current value: the latest staged change, else the
-// committed value. ok is false when the key has no value.
+// committed value. ok is false when the key has no value. The value must
+// not be modified.
 func (s *State) Get(key string) (value []byte, ok bool, err error) {
 	s.mu.Lock()
 	if ps := s.staged[key]; len(ps) > 0 {
 		c := ps[len(ps)-1]
 		s.mu.Unlock()
-		if c.Deleted {
-			return nil, false, nil
-		}
-		return bytes.Clone(c.Value), true, nil
+		return c.Value, !c.Deleted, nil
+	}
+	if v, cached := s.cache[key]; cached {
+		s.mu.Unlock()
+		return v, v != nil, nil
 	}
 	s.mu.Unlock()
 	err = s.j.View(func(tx *eventlog.Tx) error {
@@ -174,7 +214,16 @@ func (s *State) Get(key string) (value []byte, ok bool, err error) {
 		value = b.Get([]byte(key))
 		return nil
 	})
-	return value, value != nil, err
+	if err != nil {
+		return nil, false, err
+	}
+	s.mu.Lock()
+	// A commit meanwhile may have cached a newer value: keep it.
+	if _, cached := s.cache[key]; !cached {
+		s.cache[key] = value
+	}
+	s.mu.Unlock()
+	return value, value != nil, nil
 }
 
 // Entry is one key's value.
@@ -186,18 +235,20 @@ type Entry struct {
 // Items returns every key starting with prefix ("" for all) and its
 // current value, in key order.
 func (s *State) Items(prefix string) ([]Entry, error) {
-	committed, err := Read(s.j, s.name, prefix)
-	if err != nil {
-		return nil, err
-	}
+	// The staged changes first: a commit between the two reads moves them
+	// to the committed values, which the second read then sees.
 	s.mu.Lock()
 	overlay := make(map[string]Change)
 	for key, ps := range s.staged {
-		if len(ps) > 0 && hasPrefix(key, prefix) {
+		if len(ps) > 0 && strings.HasPrefix(key, prefix) {
 			overlay[key] = ps[len(ps)-1].Change
 		}
 	}
 	s.mu.Unlock()
+	committed, err := Read(s.j, s.name, prefix)
+	if err != nil {
+		return nil, err
+	}
 	out := committed[:0:0]
 	for _, e := range committed {
 		if c, ok := overlay[e.Key]; ok {
@@ -214,20 +265,8 @@ func (s *State) Items(prefix string) ([]Entry, error) {
 			out = append(out, Entry{Key: key, Value: bytes.Clone(c.Value)})
 		}
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmpString(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
-}
-
-func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Read returns the committed values of a flow's state whose keys start
