@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -217,7 +218,7 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 		}
 		f.sinks = append(f.sinks, stage{name: name, sink: sink})
 	}
-	f.decode = len(def.Steps) > 0 || hasEmitSink(def.Sinks)
+	f.decode = hasEmitSink(def.Sinks) || slices.ContainsFunc(def.Steps, Step.readsPayload)
 	errs = slicesDeleteNil(errs)
 	if len(errs) > 0 {
 		return nil, &FlowError{Flow: def.Name, Errs: errs}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"sync"
 
 	"github.com/flowrt/flowrt/consumer"
@@ -116,38 +118,54 @@ func builtinReducer(spec ReduceSpec) (Reducer, error) {
 type attemptKey struct{}
 
 // attemptState holds the state changes of one attempt at one event. They
-// are staged only if the attempt succeeds.
+// are staged only if the attempt succeeds. Most attempts change one key,
+// which needs no map.
 type attemptState struct {
-	mu      sync.Mutex
-	changes map[string][]byte
-	order   []string
+	mu    sync.Mutex
+	key   string
+	value []byte
+	set1  bool
+	more  map[string][]byte // the keys after the first
+	order []string          // of more
 }
 
 func (a *attemptState) get(key string) ([]byte, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	v, ok := a.changes[key]
+	if a.set1 && a.key == key {
+		return a.value, true
+	}
+	v, ok := a.more[key]
 	return v, ok
 }
 
 func (a *attemptState) set(key string, v []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.changes == nil {
-		a.changes = map[string][]byte{}
+	switch {
+	case !a.set1 || a.key == key:
+		a.key, a.value, a.set1 = key, v, true
+	default:
+		if a.more == nil {
+			a.more = map[string][]byte{}
+		}
+		if _, ok := a.more[key]; !ok {
+			a.order = append(a.order, key)
+		}
+		a.more[key] = v
 	}
-	if _, ok := a.changes[key]; !ok {
-		a.order = append(a.order, key)
-	}
-	a.changes[key] = v
 }
 
 func (a *attemptState) list() []snapshot.Change {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]snapshot.Change, len(a.order))
-	for i, k := range a.order {
-		out[i] = snapshot.Change{Key: k, Value: a.changes[k]}
+	if !a.set1 {
+		return nil
+	}
+	out := make([]snapshot.Change, 0, 1+len(a.order))
+	out = append(out, snapshot.Change{Key: a.key, Value: a.value})
+	for _, k := range a.order {
+		out = append(out, snapshot.Change{Key: k, Value: a.more[k]})
 	}
 	return out
 }
@@ -227,11 +245,9 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 				return nil, fmt.Errorf("reduce: read state %q: %w", k, err)
 			}
 		}
-		var state any
-		if cur != nil {
-			if err := json.Unmarshal(cur, &state); err != nil {
-				return nil, fmt.Errorf("reduce: decode state %q: %w", k, err)
-			}
+		state, err := decodeState(cur)
+		if err != nil {
+			return nil, fmt.Errorf("reduce: decode state %q: %w", k, err)
 		}
 		in := r
 		if value != nil {
@@ -245,7 +261,7 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		enc, err := json.Marshal(next)
+		enc, err := encodeState(next)
 		if err != nil {
 			return nil, fmt.Errorf("reduce: encode state %q: %w", k, err)
 		}
@@ -255,6 +271,28 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 		}
 		return []Record{r}, nil
 	}, nil
+}
+
+// decodeState decodes a stored state value: JSON, with a fast path for
+// the numbers the built-in reducers keep.
+func decodeState(b []byte) (any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if f, err := strconv.ParseFloat(string(b), 64); err == nil {
+		return f, nil
+	}
+	var v any
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+// encodeState encodes a state value as JSON, numbers without reflection.
+func encodeState(v any) ([]byte, error) {
+	if f, ok := v.(float64); ok && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+	}
+	return json.Marshal(v)
 }
 
 // overlayKey carries a rebuild's overlay in its context, in place of the

@@ -162,6 +162,19 @@ func Operator(name string, fn OperatorFunc) Step { return Step{kind: name, fn: f
 // builtinKinds are the kinds of the built-in steps.
 var builtinKinds = map[string]bool{"filter": true, "map": true, "fan_out": true, "enrich": true, "emit": true, "reduce": true}
 
+// readsPayload reports whether the step may read the record's payload or
+// data, which are then decoded from JSON before the steps run. Only a
+// count, and an enrich by the event key, never do.
+func (s Step) readsPayload() bool {
+	switch {
+	case s.kind == "reduce" && s.fn == nil:
+		return s.reduce.Reducer != nil || s.reduce.Value != "" || s.reduce.Func != "count"
+	case s.kind == "enrich" && s.fn == nil:
+		return s.enrich.Key != ""
+	}
+	return true
+}
+
 // compiler compiles a flow's steps and sinks.
 type compiler struct {
 	rt      *Runtime
