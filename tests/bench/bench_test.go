@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,11 +32,11 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseWorkloads(t *testing.T) {
-	ids, err := parseWorkloads("3, 1,3,4")
-	if err != nil || len(ids) != 3 || ids[0] != 3 || ids[1] != 1 || ids[2] != 4 {
-		t.Fatalf("parseWorkloads = %v, %v; want [3 1 4]", ids, err)
+	ids, err := parseWorkloads("3, 1,3,4,7")
+	if err != nil || !slices.Equal(ids, []int{3, 1, 4, 7}) {
+		t.Fatalf("parseWorkloads = %v, %v; want [3 1 4 7]", ids, err)
 	}
-	for _, bad := range []string{"", "0", "6", "x"} {
+	for _, bad := range []string{"", "0", "6", "8", "x"} {
 		if _, err := parseWorkloads(bad); err == nil {
 			t.Errorf("parseWorkloads(%q) = nil error", bad)
 		}
@@ -123,6 +124,40 @@ func TestRunSmokeEndToEnd(t *testing.T) {
 	}
 }
 
+// TestRunSmokeFlowState runs every variant of workload 7 at a tiny size,
+// two rounds: each flow over the prefilled journal, the counting flows'
+// state check, both targets and the per-round ratios.
+func TestRunSmokeFlowState(t *testing.T) {
+	if !flowrtBuilt {
+		t.Skip("workload 7 measures flowrt alone")
+	}
+	rep := smokeRun(t, "-workloads", "7", "-n7", "3000", "-keys7", "50", "-count", "2")
+	if len(rep.Workloads) != 1 {
+		t.Fatalf("%d workloads, want 1", len(rep.Workloads))
+	}
+	w := rep.Workloads[0]
+	if len(w.Results) != 4 || len(w.Targets) != 2 {
+		t.Fatalf("W7: %d results, %d targets; want 4, 2", len(w.Results), len(w.Targets))
+	}
+	for _, r := range w.Results {
+		if r.FloorSeconds <= 0 || r.FloorSeconds > r.Seconds || r.AllocsPerRecord <= 0 {
+			t.Errorf("W7 %s: floor after %v s of %v s, %v allocations per event", r.Key, r.FloorSeconds, r.Seconds, r.AllocsPerRecord)
+		}
+	}
+	if ref := w.Results[0]; ref.Key != "plain" || ref.VsReference != 1 {
+		t.Errorf("W7 reference: %s at %v× ref", ref.Key, ref.VsReference)
+	}
+	var ratios int
+	for _, n := range w.Notes {
+		if strings.Contains(n, " by round: ") && strings.Count(n, ",") == 2 {
+			ratios++
+		}
+	}
+	if ratios != 2 {
+		t.Errorf("W7 notes: %d lines of per-round ratios, want 2:\n%s", ratios, strings.Join(w.Notes, "\n"))
+	}
+}
+
 // smokeRun runs the benchmark with args and -json in a temporary
 // directory, checks every workload's results and targets, that the
 // directory is left empty and that no goroutine is left running, and
@@ -146,7 +181,7 @@ func smokeRun(t *testing.T, args ...string) *runReport {
 			if r.Error != "" || r.RecordsPerSec <= 0 || r.FileBytesPerRecord < payloadSize {
 				t.Errorf("W%d %s: %+v", w.ID, r.Key, r)
 			}
-			if latency := w.Unit != ""; latency != (r.P50Micros > 0) || latency == (r.ResidentPercent != nil) {
+			if latency := w.Unit != ""; latency != (r.P50Micros > 0) || (w.ID == 4) != (r.ResidentPercent != nil) {
 				t.Errorf("W%d %s: unit %q, p50 %v µs, resident %v", w.ID, r.Key, w.Unit, r.P50Micros, r.ResidentPercent)
 			}
 		}

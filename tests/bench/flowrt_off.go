@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // flowrtBuilt says whether this binary measures flowrt. The noflowrt tag
@@ -42,3 +43,22 @@ func openFlowrtPipeline(string, func([]byte)) (*flowrtPipeline, error) { return 
 func (*flowrtPipeline) Append([]byte) (uint64, error)   { return 0, errFlowrtOff }
 func (*flowrtPipeline) WaitAcked(context.Context) error { return errFlowrtOff }
 func (*flowrtPipeline) Close() error                    { return nil }
+
+// stateJournal stands in for flowrt_state.go's workload 7 journal; it is
+// never prefilled.
+type stateJournal struct{}
+
+func prefillStateJournal(context.Context, string, int, int, uint64, *payloads) (*stateJournal, error) {
+	return nil, errFlowrtOff
+}
+
+// stateRun is what one flow run of workload 7 measured.
+type stateRun struct {
+	elapsed, floor time.Duration
+	writeBytes     float64
+	allocs         uint64
+}
+
+func (*stateJournal) runFlow(context.Context, func(), string, int, bool) (stateRun, error) {
+	return stateRun{}, errFlowrtOff
+}

@@ -1,5 +1,5 @@
 // Command bench runs flowrt's headline workloads (BASELINE.md, workloads
-// 1–5) against the disk's limit and the peer stores side by side in one
+// 1–5, and 7: a flow with state against the same flow without) against the disk's limit and the peer stores side by side in one
 // run, and prints per workload a table of records/s, µs/op, p50/p99 latency
 // of the blocking unit, disk bytes written and stored per record, and the
 // ratios of flowrt to every peer and to its targets. With -heap it also
@@ -48,14 +48,14 @@ func main() {
 // onlyUsage is the help of -only.
 const onlyUsage = "comma-separated variant keys to run (raw, bbolt, bbolt-batch, bbolt-batch-1ms, jetstream, jetstream-default, flowrt; " +
 	"workload 4: flowrt-warm, flowrt-cold, bbolt-warm, bbolt-warm-nodecode, bbolt-cold, jetstream-consumer, or a store: flowrt, bbolt, jetstream; " +
-	"workload 5: raw, jetstream, flowrt)"
+	"workload 5: raw, jetstream, flowrt; workload 7: plain, count, plain-w4, count-w4)"
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		list    = fs.String("workloads", "1,2,3", "comma-separated workloads to run")
-		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 / 100,000 / 64×100 + 2,000 records; heap check 1,000,000)")
+		quick   = fs.Bool("quick", false, "10× smaller workloads (2,000 / 64×100 / 100,000 / 100,000 / 64×100 + 2,000 / 20,000 records; heap check 1,000,000)")
 		n1      = fs.Int("n1", 0, "workload 1: appends (default 20,000)")
 		writers = fs.Int("writers", 0, "workloads 2 and 5: concurrent writers (producers), and the raw reference's batch size (default 64)")
 		n2      = fs.Int("n2", 0, "workload 2: appends per writer (default 1,000)")
@@ -64,10 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		n4      = fs.Int("n4", 0, "workload 4: records prefilled and read (default 1,000,000); also the heap check's small backlog")
 		n5      = fs.Int("n5", 0, "workload 5: appends per producer in the sustained phase (default 1,000)")
 		n5paced = fs.Int("n5paced", 0, "workload 5: events of the paced phase, at most (default 20,000; fewer if over 5 s at the paced rate)")
+		n7      = fs.Int("n7", 0, "workload 7: events prefilled, which every flow reads (default 200,000)")
+		keys7   = fs.Int("keys7", 0, "workload 7: keys the events are spread over (default 10,000)")
 		heap    = fs.Bool("heap", false, "after the workloads, measure a flowrt consumer's peak heap catching up -n4 and -heapn events (minutes, ~4 GB of disk)")
 		heapN   = fs.Int("heapn", 0, "heap check: the large backlog (default 10,000,000)")
 		dir     = fs.String("dir", os.TempDir(), "directory for the variants' temporary directories (disk-backed)")
-		seed    = fs.Uint64("seed", 1, "seed of the payload bytes")
+		seed    = fs.Uint64("seed", 1, "seed of the payload bytes, and of workload 7's keys")
 		only    = fs.String("only", "", onlyUsage)
 		rounds  = fs.Int("count", 1, "rounds: each workload runs its variants in turn this many times and reports each one's median")
 		asJSON  = fs.Bool("json", false, "print one JSON document instead of tables")
@@ -77,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	s := defaultSizes(*quick)
-	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}, {n4, &s.n4}, {heapN, &s.heapN}, {n5, &s.n5}, {n5paced, &s.n5paced}} {
+	for _, o := range []struct{ flag, dst *int }{{n1, &s.n1}, {writers, &s.writers}, {n2, &s.n2}, {n3, &s.n3}, {batch, &s.batch}, {n4, &s.n4}, {heapN, &s.heapN}, {n5, &s.n5}, {n5paced, &s.n5paced}, {n7, &s.n7}, {keys7, &s.keys7}} {
 		if *o.flag < 0 {
 			return errors.New("sizes must be positive")
 		}
@@ -120,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		FlowrtBuilt:    flowrtBuilt,
 		Modules:        moduleVersions(),
 	}
-	e := &env{root: root, payloads: p, progress: stderr, settle: settle, rounds: *rounds}
+	e := &env{root: root, payloads: p, seed: *seed, progress: stderr, settle: settle, rounds: *rounds}
 	if *only != "" {
 		e.only = make(map[string]bool)
 		for k := range strings.SplitSeq(*only, ",") {
@@ -158,13 +160,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// parseWorkloads parses -workloads: distinct numbers among 1–5, in order.
+// parseWorkloads parses -workloads: distinct numbers among 1–5 and 7, in
+// order.
 func parseWorkloads(list string) ([]int, error) {
 	var ids []int
 	for f := range strings.SplitSeq(list, ",") {
 		id, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || id < 1 || id > 5 {
-			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3, 4, 5 (6 is not written yet)", f)
+		if err != nil || id < 1 || id > 7 || id == 6 {
+			return nil, fmt.Errorf("-workloads: %q is not one of 1, 2, 3, 4, 5, 7 (6 is not written yet)", f)
 		}
 		if !slices.Contains(ids, id) {
 			ids = append(ids, id)

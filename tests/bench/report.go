@@ -39,7 +39,12 @@ type result struct {
 	// were paced at, and Events how many they appended (paced rows only).
 	PacedRate float64 `json:"paced_rate,omitempty"`
 	Events    int     `json:"events,omitempty"`
-	Error     string  `json:"error,omitempty"`
+	// FloorSeconds is the time until workload 7's flow had acked the last
+	// event in memory, before the commit that made it durable, and
+	// AllocsPerRecord the process's heap allocations per event in Seconds.
+	FloorSeconds    float64 `json:"floor_seconds,omitempty"`
+	AllocsPerRecord float64 `json:"allocs_per_record,omitempty"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // ratio is a flowrt variant's records/s divided by one peer's.

@@ -87,6 +87,7 @@ type workload[T io.Closer] struct {
 type env struct {
 	root     string          // every variant directory is created here
 	payloads *payloads       // the same bytes for everyone
+	seed     uint64          // -seed: the payloads', and workload 7's keys
 	only     map[string]bool // variant keys to run; nil runs all
 	rounds   int             // runs of each variant; the median is reported
 	progress io.Writer       // one line per variant, to stderr

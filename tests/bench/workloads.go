@@ -14,15 +14,16 @@ type sizes struct {
 	heapN       int // heap check: the large backlog
 	n5          int // workload 5: appends per producer (writers producers) in the sustained phase
 	n5paced     int // workload 5: events of the paced phase, at most
+	n7, keys7   int // workload 7: events prefilled, and the keys they are spread over
 }
 
 // defaultSizes are BASELINE.md's headline sizes; quick ones are 10× smaller.
 func defaultSizes(quick bool) sizes {
 	s := sizes{n1: 20_000, writers: 64, n2: 1_000, n3: 1_000_000, batch: 1_000, n4: 1_000_000, heapN: 10_000_000,
-		n5: 1_000, n5paced: 20_000}
+		n5: 1_000, n5paced: 20_000, n7: 200_000, keys7: 10_000}
 	if quick {
 		s.n1, s.n2, s.n3, s.n4, s.heapN = s.n1/10, s.n2/10, s.n3/10, s.n4/10, s.heapN/10
-		s.n5, s.n5paced = s.n5/10, s.n5paced/10
+		s.n5, s.n5paced, s.n7 = s.n5/10, s.n5paced/10, s.n7/10
 	}
 	return s
 }
@@ -33,9 +34,10 @@ func warmup(n, lo int) int { return max(n/50, lo) }
 // payloadSize is the size of every record, for every variant.
 const payloadSize = 256
 
-// workloads returns the runners of workloads 1–5 by number.
+// workloads returns the runners of workloads 1–5 and 7 by number (6,
+// recovery time, is not written yet).
 func workloads(s sizes) map[int]runner {
-	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s), 4: workload4(s), 5: workload5(s)}
+	return map[int]runner{1: workload1(s), 2: workload2(s), 3: workload3(s), 4: workload4(s), 5: workload5(s), 7: workload7(s)}
 }
 
 func workload1(s sizes) runner {
