@@ -148,7 +148,9 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	switch {
 	case err == nil:
 		f.counters.processed.Add(1)
-		f.partial.forget(e.Seq)
+		if len(f.sinks) > 1 || len(f.steps) > 0 {
+			f.partial.forget(e.Seq)
+		}
 	case errFiltered == err:
 		f.counters.filtered.Add(1)
 		return nil
@@ -187,18 +189,24 @@ func (f *flow) process(ctx context.Context, e eventlog.Event) error {
 	if len(recs) == 0 && len(errs) == 0 {
 		return errFiltered
 	}
+	// Parts and sinks that succeeded are remembered only when a record
+	// goes to several places, where a retry could repeat some of them.
+	track := len(recs) > 1 || len(f.sinks) > 1
 	for _, r := range recs {
 		d := Delivery{ID: r.ID(), Flow: f.name, Part: r.Part, Event: e, Payload: r.Payload, rec: r}
 		for i, s := range f.sinks {
-			done := r.Part + "\x00" + strconv.Itoa(i)
-			if f.partial.has(e.Seq, done) {
-				continue
+			var done string
+			if track {
+				done = r.Part + "\x00" + strconv.Itoa(i)
+				if f.partial.has(e.Seq, done) {
+					continue
+				}
 			}
 			if err := s.sink.Deliver(ctx, d); err != nil {
 				errs = append(errs, &PartError{Part: r.Part, Stage: s.name, Err: err})
 				continue
 			}
-			if len(recs) > 1 || len(f.sinks) > 1 {
+			if track {
 				f.partial.add(e.Seq, done)
 			}
 		}

@@ -62,16 +62,35 @@ type State struct {
 	j    Journal
 	name string
 
-	mu     sync.Mutex
-	staged map[string][]pending // per key, in sequence order
-	// cache holds committed values (nil for a key known to have none),
-	// so reads need no transaction. Committed values change only in the
-	// commits of this State, which update it; Discard clears it.
-	cache map[string][]byte
+	mu sync.Mutex
+	// keys holds, per key read or changed, its staged changes and the
+	// committed value when known, so reads need no transaction: committed
+	// values change only in the commits of this State, which update it.
+	// Discard clears it.
+	keys map[string]*keyState
+	// dirty holds the keys with staged changes.
+	dirty map[string]*keyState
 }
 
-// cacheLimit bounds the committed values a State keeps in memory; past it
-// the cache starts over.
+// keyState is what a State knows of one key.
+type keyState struct {
+	staged    []pending // in sequence order
+	committed []byte    // the committed value, nil for none
+	known     bool      // committed is known
+}
+
+// key returns the key's state, creating it.
+func (s *State) key(k string) *keyState {
+	ks := s.keys[k]
+	if ks == nil {
+		ks = &keyState{}
+		s.keys[k] = ks
+	}
+	return ks
+}
+
+// cacheLimit bounds the keys a State keeps in memory; past it, it forgets
+// the committed values it knows.
 const cacheLimit = 1 << 18
 
 // Open returns the state of the named flow (a valid journal name).
@@ -79,7 +98,7 @@ func Open(j Journal, name string) (*State, error) {
 	if err := eventlog.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("flowrt/snapshot: state name: %w", err)
 	}
-	return &State{j: j, name: name, staged: map[string][]pending{}, cache: map[string][]byte{}}, nil
+	return &State{j: j, name: name, keys: map[string]*keyState{}, dirty: map[string]*keyState{}}, nil
 }
 
 // Name returns the state's name.
@@ -95,7 +114,11 @@ func (s *State) Stage(seq uint64, changes []Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range changes {
-		s.staged[c.Key] = append(s.staged[c.Key], pending{seq: seq, Change: c})
+		ks := s.key(c.Key)
+		if len(ks.staged) == 0 {
+			s.dirty[c.Key] = ks
+		}
+		ks.staged = append(ks.staged, pending{seq: seq, Change: c})
 	}
 }
 
@@ -104,8 +127,8 @@ func (s *State) Stage(seq uint64, changes []Change) {
 func (s *State) Discard() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.staged)
-	clear(s.cache)
+	clear(s.keys)
+	clear(s.dirty)
 }
 
 // covered reports whether a commit of floor and done covers seq.
@@ -145,7 +168,8 @@ func (s *State) covered(floor uint64, done []uint64) []Change {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Change
-	for _, ps := range s.staged {
+	for _, ks := range s.dirty {
+		ps := ks.staged
 		last := -1
 		for i, p := range ps {
 			if covered(p.seq, floor, done) {
@@ -164,12 +188,9 @@ func (s *State) covered(floor uint64, done []uint64) []Change {
 func (s *State) Committed(floor uint64, done []uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.cache) > cacheLimit {
-		clear(s.cache)
-	}
-	for key, ps := range s.staged {
+	for key, ks := range s.dirty {
 		last := -1
-		for i, p := range ps {
+		for i, p := range ks.staged {
 			if covered(p.seq, floor, done) {
 				last = i
 			}
@@ -177,16 +198,22 @@ func (s *State) Committed(floor uint64, done []uint64) {
 		if last < 0 {
 			continue
 		}
-		if c := ps[last]; c.Deleted {
-			s.cache[key] = nil
-		} else {
-			s.cache[key] = c.Value
+		c := ks.staged[last]
+		ks.committed, ks.known = c.Value, true
+		if c.Deleted {
+			ks.committed = nil
 		}
-		ps = slices.DeleteFunc(ps, func(p pending) bool { return covered(p.seq, floor, done) })
-		if len(ps) == 0 {
-			delete(s.staged, key)
-		} else {
-			s.staged[key] = ps
+		ks.staged = slices.DeleteFunc(ks.staged, func(p pending) bool { return covered(p.seq, floor, done) })
+		if len(ks.staged) == 0 {
+			ks.staged = nil
+			delete(s.dirty, key)
+		}
+	}
+	if len(s.keys) > cacheLimit {
+		// Forget the committed values; keep the keys with staged changes.
+		clear(s.keys)
+		for k, ks := range s.dirty {
+			s.keys[k] = ks
 		}
 	}
 }
@@ -196,14 +223,16 @@ func (s *State) Committed(floor uint64, done []uint64) {
 // not be modified.
 func (s *State) Get(key string) (value []byte, ok bool, err error) {
 	s.mu.Lock()
-	if ps := s.staged[key]; len(ps) > 0 {
-		c := ps[len(ps)-1]
-		s.mu.Unlock()
-		return c.Value, !c.Deleted, nil
-	}
-	if v, cached := s.cache[key]; cached {
-		s.mu.Unlock()
-		return v, v != nil, nil
+	if ks := s.keys[key]; ks != nil {
+		if n := len(ks.staged); n > 0 {
+			c := ks.staged[n-1]
+			s.mu.Unlock()
+			return c.Value, !c.Deleted, nil
+		}
+		if ks.known {
+			s.mu.Unlock()
+			return ks.committed, ks.committed != nil, nil
+		}
 	}
 	s.mu.Unlock()
 	err = s.j.View(func(tx *eventlog.Tx) error {
@@ -218,9 +247,9 @@ func (s *State) Get(key string) (value []byte, ok bool, err error) {
 		return nil, false, err
 	}
 	s.mu.Lock()
-	// A commit meanwhile may have cached a newer value: keep it.
-	if _, cached := s.cache[key]; !cached {
-		s.cache[key] = value
+	// A commit meanwhile may have recorded a newer value: keep it.
+	if ks := s.key(key); !ks.known {
+		ks.committed, ks.known = value, true
 	}
 	s.mu.Unlock()
 	return value, value != nil, nil
@@ -239,9 +268,9 @@ func (s *State) Items(prefix string) ([]Entry, error) {
 	// to the committed values, which the second read then sees.
 	s.mu.Lock()
 	overlay := make(map[string]Change)
-	for key, ps := range s.staged {
-		if len(ps) > 0 && strings.HasPrefix(key, prefix) {
-			overlay[key] = ps[len(ps)-1].Change
+	for key, ks := range s.dirty {
+		if strings.HasPrefix(key, prefix) {
+			overlay[key] = ks.staged[len(ks.staged)-1].Change
 		}
 	}
 	s.mu.Unlock()
