@@ -42,7 +42,7 @@ func TopologyOf(flows []Flow) Topology {
 	t := Topology{Streams: []string{}, Flows: make([]TopologyFlow, 0, len(flows))}
 	streams := map[string]bool{}
 	for _, f := range flows {
-		tf := TopologyFlow{Name: f.Name, Stream: f.On.stream(), Types: f.On.Types, Key: f.On.Key, Sinks: []string{}}
+		tf := TopologyFlow{Name: f.Name, Stream: f.On.stream(), Types: slices.Clone(f.On.Types), Key: f.On.Key, Sinks: []string{}}
 		streams[tf.Stream] = true
 		emit := func(stream string) {
 			if !slices.Contains(tf.Emits, stream) {
