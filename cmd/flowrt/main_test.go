@@ -80,6 +80,6 @@ func TestExitStatus(t *testing.T) {
 		code, stdout, stderr := flowrt(t, "", "dump", "--db", db, "--lock-timeout", "100ms")
 		require.Equal(t, 1, code)
 		require.Empty(t, stdout)
-		require.Contains(t, stderr, "another process (probably `flowrt run`)")
+		require.Contains(t, stderr, "is in use by another process (flowrt run?)")
 	})
 }

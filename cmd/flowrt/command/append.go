@@ -22,6 +22,8 @@ type appendOptions struct {
 	file        string
 	json        bool
 	lockTimeout time.Duration
+	token       string
+	tokenFile   string
 }
 
 func newAppendCommand() *cobra.Command {
@@ -77,6 +79,8 @@ were duplicates; with --json, one JSON object per input event instead:
 	f.StringVarP(&o.file, "file", "f", "-", "file to read events from; - is standard input")
 	f.BoolVar(&o.json, "json", false, "print one JSON result per event instead of a summary")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")
+	f.StringVar(&o.token, "token", "", "bearer token of the daemon that holds the journal, if any")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the daemon's bearer token")
 	return cmd
 }
 
@@ -112,12 +116,12 @@ func runAppend(cmd *cobra.Command, o *appendOptions) (err error) {
 		return err
 	}
 
-	l, err := openJournal(o.db, &eventlog.Options{LockTimeout: o.lockTimeout, MaxEventBytes: maxEventBytes})
+	j, err := openAppendTarget(o, maxEventBytes)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := l.Close(); err == nil {
+		if cerr := j.Close(); err == nil {
 			err = cerr
 		}
 	}()
@@ -130,7 +134,7 @@ func runAppend(cmd *cobra.Command, o *appendOptions) (err error) {
 		for i, le := range chunk {
 			events[i] = le.event
 		}
-		res, aerr := l.Append(o.stream, events...)
+		res, aerr := j.Append(o.stream, events...)
 		if aerr != nil {
 			if !o.json {
 				sum.print(out, o.stream)

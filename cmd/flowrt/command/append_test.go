@@ -209,5 +209,5 @@ func TestAppendLocked(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Equal(t, ExitRuntime, r.code)
 	require.ErrorIs(t, r.err, eventlog.ErrLocked)
-	require.Contains(t, r.stderr, "flowrt: "+db+" is locked: another process (probably `flowrt run`) has it open")
+	require.Contains(t, r.stderr, "flowrt: journal "+db+" is in use by another process (flowrt run?)")
 }

@@ -2,18 +2,23 @@ package command
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/spf13/cobra"
 )
 
@@ -29,30 +34,65 @@ const (
 // memory.
 const tableFlushRows = 1024
 
-type dumpOptions struct {
+// dumpCommon holds the flags every dump command takes.
+type dumpCommon struct {
 	db          string
-	stream      string
-	from        uint64
-	limit       int
-	typeGlob    string
 	json        bool
-	width       int
 	lockTimeout time.Duration
+	token       string
+	tokenFile   string
 }
 
+// check checks the common flags.
+func (c *dumpCommon) check() error {
+	if err := checkDB(c.db); err != nil {
+		return err
+	}
+	if c.lockTimeout <= 0 {
+		return usageErrorf("--lock-timeout must be positive, got %v", c.lockTimeout)
+	}
+	if c.token != "" && c.tokenFile != "" {
+		return usageErrorf("--token and --token-file are exclusive: give one")
+	}
+	return nil
+}
+
+type dumpOptions struct {
+	*dumpCommon
+	stream   string
+	from     uint64
+	limit    int
+	typeGlob string
+	width    int
+	follow   bool
+}
+
+// dumpLiveHelp says how every dump command reads a journal a daemon holds.
+const dumpLiveHelp = `The journal is opened read-only and never changed. When another process holds
+it (flowrt run), the command reads through that daemon's HTTP read side if it
+was started with --http (it publishes its address in <db>.http, and its token
+file, if any; --token or --token-file give another token); otherwise it gives
+up after --lock-timeout with exit status 1 and says what to do.`
+
 func newDumpCommand() *cobra.Command {
-	var o dumpOptions
+	o := dumpOptions{dumpCommon: &dumpCommon{}}
 	cmd := &cobra.Command{
-		Use:   "dump --db FILE [--stream S] [--from SEQ] [--limit N] [--type GLOB] [--json]",
-		Short: "Print a stream's events",
-		Long: `Dump prints the events of one stream in sequence order. It opens the journal
-read-only and never changes the file; it can run while no other process has
-the journal open, and gives up after --lock-timeout if one does (exit status 1).
+		Use:   "dump --db FILE [--stream S] [--from SEQ] [--limit N] [--type GLOB] [--follow] [--json]",
+		Short: "Print a stream's events, or the journal's runs, consumers, dead letters and state",
+		Long: `Dump prints the events of one stream in sequence order; its subcommands print
+what else the journal holds:
+
+  flowrt dump system      the supervisor's runs, crashes and recoveries
+  flowrt dump consumers   consumer offsets, lag, dead letters (in flight when live)
+  flowrt dump dlq         dead letters
+  flowrt dump state       a flow's committed state, or its snapshots
+
+` + dumpLiveHelp + `
 
 The default output is a table: SEQ, TIME (UTC, milliseconds), TYPE, KEY, ID
 and DATA (as in --json below, cut to --width characters). An empty KEY or
 DATA shows as "-"; a key that is "-" or has control characters is quoted.
-Rows are aligned in blocks of ` + strconv.Itoa(tableFlushRows) + `.
+Rows are aligned in blocks of ` + strconv.Itoa(tableFlushRows) + ` (with --follow, per batch).
 
 --json prints one JSON object per event instead, with every field in full:
 
@@ -71,28 +111,59 @@ the events whose type matches a glob (Go's path.Match: * ? [a-z] \); --limit
 stops after that many printed events (0: no limit). A stream that does not
 exist prints nothing, a note on stderr, and exits 0.
 
+--follow keeps printing events as they are appended, until SIGINT or SIGTERM
+(exit status 0) or --limit. On a journal at rest it re-opens the journal
+read-only every ` + followPoll.String() + ` for a moment, so writers are never held up for long;
+on a journal a daemon holds, it streams from the daemon. It waits for a
+stream that does not exist yet.
+
 ` + exitStatusHelp,
 		Example: `  flowrt dump --db flowrt.db
   flowrt dump --db flowrt.db --type 'order.*' --from 100 --limit 10
+  flowrt dump --db flowrt.db --follow
   flowrt dump --db flowrt.db --json | jq -r .type | sort | uniq -c
-  flowrt dump --db flowrt.db --stream '$system' --json`,
-		Args: noArgs,
+  flowrt dump --db flowrt.db --stream '$system' --json
+  flowrt dump system --db flowrt.db`,
+		Args: dumpArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDump(cmd, &o) },
 	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.db, "db", "", "journal file (required)")
+	pf.BoolVar(&o.json, "json", false, "print JSON lines instead of a table")
+	pf.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")
+	pf.StringVar(&o.token, "token", "", "bearer token of the daemon holding the journal (default: its token_file)")
+	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the daemon's bearer token")
 	f := cmd.Flags()
-	f.StringVar(&o.db, "db", "", "journal file (required)")
 	f.StringVar(&o.stream, "stream", eventlog.DefaultStream, "stream to print")
 	f.Uint64Var(&o.from, "from", 0, "first sequence to print (0: the first retained event)")
 	f.IntVar(&o.limit, "limit", 0, "print at most this many events (0: all)")
 	f.StringVar(&o.typeGlob, "type", "", "print only events whose type matches this glob, e.g. 'order.*'")
-	f.BoolVar(&o.json, "json", false, "print JSON lines instead of a table")
 	f.IntVar(&o.width, "width", 60, "cut the table's DATA column to this many characters (0: no limit)")
-	f.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")
+	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing events as they are appended, until interrupted")
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.AddCommand(
+		newDumpSystemCommand(o.dumpCommon),
+		newDumpConsumersCommand(o.dumpCommon),
+		newDumpDLQCommand(o.dumpCommon),
+		newDumpStateCommand(o.dumpCommon),
+	)
 	return cmd
 }
 
-func runDump(cmd *cobra.Command, o *dumpOptions) (err error) {
-	if err := checkDB(o.db); err != nil {
+// dumpArgs refuses positional arguments, naming the subcommands.
+func dumpArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s takes no arguments, got %q (subcommands: system, consumers, dlq, state; flags start with --)", cmd.CommandPath(), args)
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %s?", strings.Join(s, ", "))
+	}
+	return usageErrorf("%s", msg)
+}
+
+func runDump(cmd *cobra.Command, o *dumpOptions) error {
+	if err := o.check(); err != nil {
 		return err
 	}
 	if err := eventlog.ValidateName(o.stream); err != nil {
@@ -104,79 +175,60 @@ func runDump(cmd *cobra.Command, o *dumpOptions) (err error) {
 	if o.width < 0 {
 		return usageErrorf("--width must not be negative, got %d", o.width)
 	}
-	if o.lockTimeout <= 0 {
-		return usageErrorf("--lock-timeout must be positive, got %v", o.lockTimeout)
-	}
 	if _, err := path.Match(o.typeGlob, ""); err != nil {
 		return usageErrorf("--type %q: %v", o.typeGlob, err)
 	}
 
-	l, err := openJournal(o.db, &eventlog.Options{ReadOnly: true, LockTimeout: o.lockTimeout})
+	src, err := openSource(o.dumpCommon)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := l.Close(); err == nil {
+	ctx := cmd.Context()
+	if o.follow {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	d := newEventDumper(cmd, o)
+	if src.live != nil {
+		_, err = d.fromLive(ctx, src.live, o.follow)
+		var cut *liveCutError
+		switch {
+		case o.follow && ctx.Err() != nil:
+			return nil // interrupted: the normal end of --follow
+		case o.follow && errors.As(err, &cut):
+			err = nil // the daemon stopped: follow the journal at rest
+		}
+	} else {
+		err = d.fromLog(src.log)
+		// Close before following: --follow must not keep the lock.
+		if cerr := src.Close(); err == nil {
 			err = cerr
 		}
-	}()
-	if _, err := l.Info(o.stream); errors.Is(err, eventlog.ErrNotFound) {
-		return noteMissingStream(cmd.ErrOrStderr(), l, o.stream)
-	} else if err != nil {
+	}
+	if err != nil || !o.follow || d.done() {
 		return err
 	}
-
-	out := bufio.NewWriter(cmd.OutOrStdout())
-	var p printer = &jsonPrinter{w: out}
-	if !o.json {
-		p = newTablePrinter(out, o.width)
-	}
-	printed := 0
-	for ev, err := range l.Scan(o.stream, o.from, 0) {
-		if err != nil {
-			_ = p.flush()
-			return fmt.Errorf("dump %q: %w", o.stream, err)
-		}
-		if o.typeGlob != "" {
-			if ok, _ := path.Match(o.typeGlob, ev.Type); !ok {
-				continue
-			}
-		}
-		if err := p.print(ev); err != nil {
-			return err
-		}
-		printed++
-		if o.limit > 0 && printed >= o.limit {
-			break
-		}
-	}
-	if err := p.flush(); err != nil {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
+	return d.follow(ctx, o.dumpCommon)
 }
 
-// noteMissingStream tells, on stderr, that the stream does not exist and
-// which streams do.
-func noteMissingStream(w io.Writer, l *eventlog.Log, stream string) error {
-	infos, err := l.Streams()
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(infos))
-	for i, si := range infos {
-		names[i] = strconv.Quote(si.Name)
+// noteMissingStream tells, on stderr, that the journal at path has no
+// stream and which streams it has.
+func noteMissingStream(w io.Writer, path, stream string, streams []string) {
+	names := make([]string, len(streams))
+	for i, name := range streams {
+		names[i] = strconv.Quote(name)
 	}
 	have := "it has no streams"
 	if len(names) > 0 {
 		have = "streams: " + strings.Join(names, ", ")
 	}
-	fmt.Fprintf(w, "flowrt: note: %s has no stream %q (%s)\n", l.Path(), stream, have)
-	return nil
+	fmt.Fprintf(w, "flowrt: note: %s has no stream %q (%s)\n", path, stream, have)
 }
 
 // printer writes dump's output, one event at a time.
 type printer interface {
+	begin() error // the stream exists: write a header, if any, once
 	print(eventlog.Event) error
 	flush() error
 }
@@ -185,16 +237,7 @@ type printer interface {
 type jsonPrinter struct{ w *bufio.Writer }
 
 func (p *jsonPrinter) print(ev eventlog.Event) error {
-	line, err := marshalLine(jsonEvent{
-		Stream:  ev.Stream,
-		Seq:     ev.Seq,
-		ID:      ev.ID.String(),
-		Time:    ev.Time.UTC().Format(jsonTimeLayout),
-		Type:    ev.Type,
-		Key:     ev.Key,
-		Headers: ev.Headers,
-		Data:    encodeData(ev.Data),
-	})
+	line, err := eventjson.EncodeEvent(ev)
 	if err != nil {
 		return err
 	}
@@ -202,20 +245,30 @@ func (p *jsonPrinter) print(ev eventlog.Event) error {
 	return err
 }
 
+func (p *jsonPrinter) begin() error { return nil }
+
 func (p *jsonPrinter) flush() error { return p.w.Flush() }
 
 // tablePrinter writes an aligned table.
 type tablePrinter struct {
-	w     *bufio.Writer
-	tw    *tabwriter.Writer
-	width int
-	rows  int
+	w      *bufio.Writer
+	tw     *tabwriter.Writer
+	width  int
+	rows   int
+	headed bool
 }
 
 func newTablePrinter(w *bufio.Writer, width int) *tablePrinter {
-	p := &tablePrinter{w: w, tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), width: width}
-	fmt.Fprintln(p.tw, "SEQ\tTIME\tTYPE\tKEY\tID\tDATA")
-	return p
+	return &tablePrinter{w: w, tw: tabwriter.NewWriter(w, 0, 8, 2, ' ', 0), width: width}
+}
+
+func (p *tablePrinter) begin() error {
+	if p.headed {
+		return nil
+	}
+	p.headed = true
+	_, err := fmt.Fprintln(p.tw, "SEQ\tTIME\tTYPE\tKEY\tID\tDATA")
+	return err
 }
 
 func (p *tablePrinter) print(ev eventlog.Event) error {

@@ -220,8 +220,9 @@ func TestDumpNotAJournal(t *testing.T) {
 	require.True(t, strings.HasPrefix(r.stderr, "flowrt: not a flowrt journal"), "stderr: %q", r.stderr)
 }
 
-// TestDumpLocked holds the journal open as `flowrt run` would: dump must
-// give up after the lock timeout, well before 5s, with exit status 1.
+// TestDumpLocked holds the journal open as `flowrt run` without --http
+// would: dump must give up after the lock timeout, well before 5s, with
+// exit status 1, and say what to do.
 func TestDumpLocked(t *testing.T) {
 	db := goldenDB(t)
 	openLog(t, db, &eventlog.Options{LockTimeout: time.Second}) // holds the lock until cleanup
@@ -243,8 +244,11 @@ func TestDumpLocked(t *testing.T) {
 			require.GreaterOrEqual(t, elapsed, tt.wait-60*time.Millisecond)
 			require.Equal(t, ExitRuntime, r.code)
 			require.ErrorIs(t, r.err, eventlog.ErrLocked)
+			var lerr *LockedError
+			require.ErrorAs(t, r.err, &lerr)
+			require.Equal(t, tt.wait, lerr.Timeout)
 			require.Empty(t, r.stdout)
-			require.Equal(t, fmt.Sprintf("flowrt: %s is locked: another process (probably `flowrt run`) has it open; gave up after %v (--lock-timeout)\n", db, tt.wait), r.stderr)
+			require.Equal(t, fmt.Sprintf("flowrt: journal %s is in use by another process (flowrt run?); start that process with --http to read it while it runs, or stop it\n", db), r.stderr)
 		})
 	}
 }

@@ -1,239 +1,43 @@
 package command
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/flowrt/flowrt/eventlog"
 	"github.com/stretchr/testify/require"
 )
 
+// The format itself is tested in internal/eventjson; these tests check the
+// command package's wrappers.
+
 const testID = "01JGZ5W9V4XJ3Q8N6T2R1M0ABC"
 
-func TestParseLine(t *testing.T) {
-	id, err := eventlog.ParseID(testID)
-	require.NoError(t, err)
-	tests := []struct {
-		name string
-		line string
-		want eventlog.Event
-	}{
-		{"type only", `{"type":"a.b"}`, eventlog.Event{Type: "a.b"}},
-		{"every field", `{"type":"a","key":"k","id":"` + testID + `","headers":{"h":"v"},"data":{"x":1}}`,
-			eventlog.Event{Type: "a", Key: "k", ID: id, Headers: map[string]string{"h": "v"}, Data: []byte(`{"x":1}`)}},
-		{"lowercase id", `{"type":"a","id":"` + strings.ToLower(testID) + `"}`, eventlog.Event{Type: "a", ID: id}},
-		{"idempotency key derives the id", `{"type":"a","idempotency_key":"k-1"}`,
-			eventlog.Event{Type: "a", ID: eventlog.DeriveID("s", "k-1")}},
-		{"data is compacted", `{"type":"a","data": { "x" : [1, 2.50, "y z"] } }`, eventlog.Event{Type: "a", Data: []byte(`{"x":[1,2.50,"y z"]}`)}},
-		{"string data keeps its quotes", `{"type":"a","data":"hi <b>"}`, eventlog.Event{Type: "a", Data: []byte(`"hi <b>"`)}},
-		{"number data", `{"type":"a","data":-1e3}`, eventlog.Event{Type: "a", Data: []byte(`-1e3`)}},
-		{"null data is the JSON null", `{"type":"a","data":null}`, eventlog.Event{Type: "a", Data: []byte(`null`)}},
-		{"base64 marker", `{"type":"a","data":{"$base64":"/wAB"}}`, eventlog.Event{Type: "a", Data: []byte{0xff, 0, 1}}},
-		{"empty base64 marker", `{"type":"a","data":{"$base64":""}}`, eventlog.Event{Type: "a", Data: []byte{}}},
-		{"null fields are absent", `{"type":"a","key":null,"id":null,"idempotency_key":null,"headers":null}`, eventlog.Event{Type: "a"}},
-		{"empty headers", `{"type":"a","headers":{}}`, eventlog.Event{Type: "a"}},
-		{"surrounding space", " \t{\"type\":\"a\"}\t ", eventlog.Event{Type: "a"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseLine([]byte(tt.line), "s")
-			require.NoError(t, err)
-			requireSameEvent(t, tt.want, got)
-		})
-	}
-}
-
-func TestParseLineErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		line string
-		want string // in the message
-	}{
-		{"bad JSON", `{"type":`, "invalid JSON at column 8"},
-		{"not an object", `["type"]`, "want a JSON object, got an array"},
-		{"trailing data", `{"type":"a"} {"type":"b"}`, "invalid JSON"},
-		{"unknown field", `{"type":"a","Data":1}`, `unknown field "Data"`},
-		{"repeated field", `{"type":"a","key":"x","key":"y"}`, `field "key" appears twice`},
-		{"missing type", `{"key":"x"}`, `missing "type"`},
-		{"null type", `{"type":null}`, `missing "type"`},
-		{"type not a string", `{"type":7}`, `"type" must be a string, got a number`},
-		{"bad id", `{"type":"a","id":"order-1"}`, `id "order-1" is not a ULID`},
-		{"zero id", `{"type":"a","id":"00000000000000000000000000"}`, "zero ULID"},
-		{"id and idempotency key", `{"type":"a","id":"` + testID + `","idempotency_key":"k"}`, "exclusive"},
-		{"empty idempotency key", `{"type":"a","idempotency_key":""}`, `"idempotency_key" is empty`},
-		{"headers not an object", `{"type":"a","headers":["x"]}`, `"headers" must be an object of strings`},
-		{"header not a string", `{"type":"a","headers":{"n":1}}`, `"n" must be a string, got a number`},
-		{"repeated header", `{"type":"a","headers":{"n":"1","n":"2"}}`, `field "n" appears twice`},
-		{"marker with another key", `{"type":"a","data":{"$base64":"AA==","x":1}}`, "must be exactly"},
-		{"marker not a string", `{"type":"a","data":{"$base64":1}}`, "must be exactly"},
-		{"marker not base64", `{"type":"a","data":{"$base64":"%%"}}`, "not standard padded base64"},
-		{"marker unpadded", `{"type":"a","data":{"$base64":"AA"}}`, "not standard padded base64"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseLine([]byte(tt.line), "s")
-			require.Error(t, err)
-			require.Contains(t, err.Error(), tt.want)
-		})
-	}
-}
-
-func TestParseLines(t *testing.T) {
-	in := utf8BOM + "{\"type\":\"a\"}\r\n\n   \n{\"type\":\"b\"}"
-	got, err := parseLines(strings.NewReader(in), "in", "s", 0)
+func TestParseLinesWrapper(t *testing.T) {
+	got, err := parseLines(strings.NewReader("{\"type\":\"a\"}\n\n{\"type\":\"b\",\"id\":\""+testID+"\"}\n"), "in", "s", 0)
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	require.Equal(t, 1, got[0].line)
 	require.Equal(t, "a", got[0].event.Type)
-	require.Equal(t, 4, got[1].line)
-	require.Equal(t, "b", got[1].event.Type)
+	require.Equal(t, 3, got[1].line)
+	require.Equal(t, testID, got[1].event.ID.String())
 
-	t.Run("reports every bad line", func(t *testing.T) {
-		var b strings.Builder
-		for i := range 25 {
-			if i%2 == 0 {
-				b.WriteString("{\"type\":\"bad type\"}\n")
-			} else {
-				b.WriteString("{\"type\":\"ok\"}\n")
-			}
-		}
-		_, err := parseLines(strings.NewReader(b.String()), "in", "s", 0)
-		var ie *InputError
-		require.ErrorAs(t, err, &ie)
-		require.Equal(t, 13, ie.Total)
-		require.Len(t, ie.Lines, maxReportedLines)
-		require.Equal(t, 19, ie.Lines[9].Line)
-		require.ErrorIs(t, err, eventlog.ErrInvalidEvent)
-		require.Contains(t, err.Error(), "in: 13 bad lines:\n  line 1: invalid event: type \"bad type\"")
-	})
-	t.Run("line too long", func(t *testing.T) {
-		in := "{\"type\":\"a\"}\n" + strings.Repeat(" ", maxLineFactor*1024+1) + "\n"
-		_, err := parseLines(strings.NewReader(in), "in", "s", 1024)
-		var ie *InputError
-		require.ErrorAs(t, err, &ie)
-		require.Equal(t, 2, ie.Lines[0].Line)
-		require.Contains(t, err.Error(), "longer than")
-	})
-	t.Run("oversized event", func(t *testing.T) {
-		in := `{"type":"a","data":"` + strings.Repeat("x", 2000) + `"}`
-		_, err := parseLines(strings.NewReader(in), "in", "s", 1024)
-		require.ErrorIs(t, err, eventlog.ErrEventTooLarge)
-		require.Contains(t, err.Error(), "in: line 1: event too large")
-	})
+	_, err = parseLines(strings.NewReader(`{"type":"a","data":"`+strings.Repeat("x", 2000)+`"}`), "in", "s", 1024)
+	var ie *InputError
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, ExitUsage, ExitCode(err))
+	require.Contains(t, err.Error(), "in: line 1: event too large")
 }
 
-// TestDataForms checks that every stored value has one JSON form that
-// parses back to the same bytes.
-func TestDataForms(t *testing.T) {
-	tests := []struct {
-		name string
-		data []byte
-		want string // encodeData's output
-	}{
-		{"empty", nil, ""},
-		{"object", []byte(`{"a":1}`), `{"a":1}`},
-		{"spaced JSON is compacted", []byte(` [1, 2] `), `[1,2]`},
-		{"string", []byte(`"x"`), `"x"`},
-		{"null", []byte(`null`), `null`},
-		{"not JSON", []byte("plain text"), `{"$base64":"cGxhaW4gdGV4dA=="}`},
-		{"binary", []byte{0xff, 0}, `{"$base64":"/wA="}`},
-		{"JSON that is not UTF-8", []byte("\"\xff\""), `{"$base64":"Iv8i"}`},
-		{"JSON that looks like a marker", []byte(`{"$base64":"AA=="}`), `{"$base64":"eyIkYmFzZTY0IjoiQUE9PSJ9"}`},
-		{"marker key among others", []byte(`{"a":1,"$base64":2}`), `{"$base64":"eyJhIjoxLCIkYmFzZTY0IjoyfQ=="}`},
-		{"nested marker stays inline", []byte(`[{"$base64":"AA=="}]`), `[{"$base64":"AA=="}]`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			enc := encodeData(tt.data)
-			require.Equal(t, tt.want, string(enc))
-			if len(enc) == 0 {
-				return
-			}
-			back, err := decodeData(enc)
-			require.NoError(t, err)
-			var compact bytes.Buffer
-			if json.Compact(&compact, tt.data) == nil && !hasMarkerKey(tt.data) {
-				require.Equal(t, compact.Bytes(), back)
-			} else {
-				require.Equal(t, tt.data, back)
-			}
-		})
-	}
-}
-
-// FuzzParseLines feeds arbitrary input to the parser: it must never panic,
-// every line it accepts must be valid JSON, and every accepted event must
-// re-encode to a line that parses back to the same event and the same line.
-func FuzzParseLines(f *testing.F) {
-	for _, name := range []string{"testdata/input.jsonl", "../../../examples/events.jsonl"} {
-		b, err := os.ReadFile(name)
-		require.NoError(f, err)
-		f.Add(b)
-	}
-	for _, s := range []string{
-		`{"type":"a","data":{"$base64":"AAEC"}}`,
-		`{"type":"a","data":{"$base64":"AAEC","x":1}}`,
-		`{"type":"a","headers":{"":"x"}}`,
-		`{"type":"a","id":"7ZZZZZZZZZZZZZZZZZZZZZZZZZ"}` + "\n" + `{"type":"a","id":"8ZZZZZZZZZZZZZZZZZZZZZZZZZ"}`,
-		`{"type":"a","key":"\u0000\ud800","data":"\ud800"}`,
-		"{\"type\":\"a\",\"data\":\"\xff\"}",
-		`{"type":"a"}{}`,
-		"\xEF\xBB\xBF{\"type\":\"a\"}\r\n\r\n",
-		`{"type":"a.b..c"}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		for _, line := range bytes.Split(in, []byte("\n")) {
-			line = bytes.TrimSuffix(line, []byte("\r"))
-			if _, err := parseLine(line, "s"); err == nil && !json.Valid(line) {
-				t.Fatalf("accepted invalid JSON %q", line)
-			}
-		}
-		events, err := parseLines(bytes.NewReader(in), "fuzz", "s", 1<<16)
-		if err != nil {
-			var ie *InputError
-			if !errors.As(err, &ie) || ie.Total == 0 || len(ie.Lines) == 0 {
-				t.Fatalf("error is not an InputError with lines: %v", err)
-			}
-			return
-		}
-		for _, le := range events {
-			line, err := encodeLine(le.event)
-			if err != nil {
-				t.Fatalf("line %d: encode: %v", le.line, err)
-			}
-			back, err := parseLine(bytes.TrimSuffix(line, []byte("\n")), "other")
-			if err != nil {
-				t.Fatalf("line %d: re-encoded line %q does not parse: %v", le.line, line, err)
-			}
-			requireSameEvent(t, le.event, back)
-			again, err := encodeLine(back)
-			if err != nil || !bytes.Equal(line, again) {
-				t.Fatalf("line %d: encoding is not stable: %q then %q (%v)", le.line, line, again, err)
-			}
-			if err := eventlog.ValidateEvents([]eventlog.Event{back}, 0); err != nil {
-				t.Fatalf("line %d: re-parsed event is invalid: %v", le.line, err)
-			}
-		}
-	})
-}
-
-// requireSameEvent compares the fields an input line sets, with empty and
-// nil maps and slices equal.
-func requireSameEvent(t testing.TB, want, got eventlog.Event) {
-	t.Helper()
-	if want.Type != got.Type || want.Key != got.Key || want.ID != got.ID ||
-		!bytes.Equal(want.Data, got.Data) || len(want.Headers) != len(got.Headers) {
-		t.Fatalf("events differ:\nwant %+v\ngot  %+v", want, got)
-	}
-	for k, v := range want.Headers {
-		if gv, ok := got.Headers[k]; !ok || gv != v {
-			t.Fatalf("header %q: want %q, got %q", k, v, gv)
-		}
-	}
+func TestEncodeWrappers(t *testing.T) {
+	ev, err := parseLine([]byte(`{"type":"a","id":"`+testID+`","data":{"$base64":"/wA="}}`), "s")
+	require.NoError(t, err)
+	require.Equal(t, `{"$base64":"/wA="}`, string(encodeData(ev.Data)))
+	line, err := encodeLine(ev)
+	require.NoError(t, err)
+	require.Equal(t, `{"id":"`+testID+`","type":"a","data":{"$base64":"/wA="}}`+"\n", string(line))
+	b, err := marshalLine(jsonEvent{Type: "<a>"})
+	require.NoError(t, err)
+	require.Equal(t, `{"type":"<a>"}`+"\n", string(b))
+	require.Equal(t, "invalid event", cliMessage(errors.New("flowrt/eventlog: invalid event")))
 }

@@ -45,6 +45,21 @@ func NewRoot() *cobra.Command {
   flowrt dump     prints a stream's events, as a table or JSON lines
   flowrt run      runs the flows of a config file over the journal
 
+Inspection:
+  flowrt stat       summarises a journal: streams, sizes, consumers, last run
+  flowrt check      verifies a journal's integrity; exit status 1 if damaged
+  flowrt validate   checks a flows config file, every problem with its line
+  flowrt graph      draws a flows config's topology (Mermaid, DOT, JSON)
+
+Operations:
+  flowrt consumer reset   moves a consumer to replay or skip events
+  flowrt dlq retry|purge  redelivers or removes a consumer's dead letters
+  flowrt backup           writes a verified copy of a journal
+  flowrt restore          puts a backup back in service as a new journal
+  flowrt compact          rewrites a journal without its free space
+  flowrt truncate         removes a stream's events below a sequence
+  flowrt completion       prints a bash, zsh or fish completion script
+
 Errors are printed to stderr as "flowrt: <message>".
 
 ` + exitStatusHelp,
@@ -71,7 +86,10 @@ Errors are printed to stderr as "flowrt: <message>".
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: err, usage: true}
 	})
-	root.AddCommand(newAppendCommand(), newDumpCommand(), newRunCommand())
+	root.AddCommand(newAppendCommand(), newDumpCommand(), newRunCommand(),
+		newConsumerCommand(), newDLQCommand(), newBackupCommand(), newRestoreCommand(),
+		newCompactCommand(), newTruncateCommand(), newCompletionCommand(),
+		newStatCommand(), newCheckCommand(), newValidateCommand(), newGraphCommand())
 	return root
 }
 

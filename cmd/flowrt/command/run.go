@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/server"
 	"github.com/flowrt/flowrt/runtime"
 	"github.com/flowrt/flowrt/supervisor"
 )
@@ -26,7 +32,15 @@ type runOptions struct {
 	logFormat   string
 	logLevel    string
 	lockTimeout time.Duration
+	http        string // address of the HTTP API; "" for none
+	token       string
+	tokenFile   string
+	maxBody     int64
 }
+
+// httpStopTimeout bounds the HTTP server's shutdown once the runtime has
+// stopped: in-flight requests finish, follow streams end at once.
+const httpStopTimeout = 5 * time.Second
 
 func newRunCommand() *cobra.Command {
 	var o runOptions
@@ -49,14 +63,31 @@ flow after its last committed floor, and records one recovery event.
 
 Logs are structured (log/slog) on stderr: text, or JSON with --log-format json.
 
+With --http ADDR it serves the HTTP API (docs/CLI.md, "HTTP API") while it
+runs: event ingest (POST /v1/streams/{stream}/events), /healthz, /readyz,
+/metrics (Prometheus), /v1/status, /v1/topology, and the read side that
+'flowrt dump' uses on the journal while this process holds it. Once it
+listens it writes the address to <db>.http (mode 0600), and removes that
+file when it stops. Listening beyond loopback requires a bearer token
+(--token-file, or --token, which other users can see in ps); every request
+but /healthz and /readyz must then carry "Authorization: Bearer <token>".
+
 Exit status:
   0  the runtime stopped cleanly
-  1  the journal could not be opened, or the runtime failed or had to be
-     cancelled (a flow gave up, a stop timed out)
+  1  the journal could not be opened, the HTTP address could not be
+     listened on, or the runtime failed or had to be cancelled (a flow gave
+     up, a stop timed out)
   2  usage or config error: nothing ran`,
 		Example: `  flowrt run --db flowrt.db --config examples/flows.yaml
   flowrt run --db flowrt.db --config examples/flows.yaml --until-idle
-  flowrt run --db /var/lib/flowrt/flowrt.db --config /etc/flowrt/flows.yaml --log-format json`,
+  flowrt run --db /var/lib/flowrt/flowrt.db --config /etc/flowrt/flows.yaml --log-format json
+
+  # Serve the HTTP API on loopback, and post an event to it.
+  flowrt run --db flowrt.db --config examples/flows.yaml --http 127.0.0.1:7070 &
+  curl -d '{"type":"order.created","key":"o-1"}' http://127.0.0.1:7070/v1/streams/events/events
+
+  # Beyond loopback, with a token.
+  flowrt run --db flowrt.db --config flows.yaml --http :7070 --token-file /etc/flowrt/token`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, &o) },
 	}
@@ -68,6 +99,10 @@ Exit status:
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")
+	f.StringVar(&o.http, "http", "", "serve the HTTP API on this address, such as 127.0.0.1:7070 (default: none)")
+	f.StringVar(&o.token, "token", "", "bearer token the HTTP API requires (visible in ps: prefer --token-file)")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the HTTP API requires")
+	f.Int64Var(&o.maxBody, "max-body", server.DefaultMaxBody, "largest ingest request body, in bytes; larger ones get 413")
 	return cmd
 }
 
@@ -97,6 +132,10 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		return usageErrorf("--lock-timeout must be positive, got %v", o.lockTimeout)
 	}
 	log, err := newLogger(cmd.ErrOrStderr(), o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	api, err := checkHTTP(cmd, o)
 	if err != nil {
 		return err
 	}
@@ -131,6 +170,30 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 
+	stopHTTP := func() error { return nil }
+	if api != nil {
+		srv, err := startHTTP(o, api, l, rt, log)
+		if err != nil {
+			return err
+		}
+		watched := make(chan struct{})
+		go func() {
+			// The API failing stops the runtime; stopHTTP reports why.
+			defer close(watched)
+			select {
+			case <-srv.Done():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		stopHTTP = sync.OnceValue(func() error {
+			err := stopServer(srv, o.db, log)
+			<-watched // srv.Done is closed now
+			return err
+		})
+		defer stopHTTP() // on the early returns; the journal closes after
+	}
+
 	names := make([]string, 0, len(rt.Flows()))
 	for _, f := range rt.Flows() {
 		names = append(names, f.Name)
@@ -149,6 +212,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	} else {
 		err = serve(ctx, rt, log, signals, o.stopTimeout)
 	}
+	err = errors.Join(err, stopHTTP())
 	for _, s := range rt.Stats() {
 		log.Info("flow", "flow", s.Flow, "matched", s.Matched, "processed", s.Processed, "filtered", s.Filtered,
 			"failed", s.Failed, "dead_lettered", s.DeadLettered, "committed", s.Committed, "lag", s.Lag)
@@ -193,4 +257,107 @@ func configError(err error) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	return err
+}
+
+// httpConfig is the checked HTTP flags of run.
+type httpConfig struct {
+	token     string
+	tokenFile string // absolute, or "" when the token came from --token or there is none
+}
+
+// checkHTTP checks the HTTP flags and reads the token file. It returns
+// nil when --http is not given.
+func checkHTTP(cmd *cobra.Command, o *runOptions) (*httpConfig, error) {
+	f := cmd.Flags()
+	if o.http == "" {
+		for _, name := range []string{"token", "token-file", "max-body"} {
+			if f.Changed(name) {
+				return nil, usageErrorf("--%s needs --http ADDR", name)
+			}
+		}
+		return nil, nil
+	}
+	if o.token != "" && o.tokenFile != "" {
+		return nil, usageErrorf("--token and --token-file are exclusive: give one")
+	}
+	if f.Changed("token") && o.token == "" {
+		return nil, usageErrorf("--token is empty")
+	}
+	if o.maxBody <= 0 {
+		return nil, usageErrorf("--max-body must be positive, got %d", o.maxBody)
+	}
+	host, port, err := net.SplitHostPort(o.http)
+	if err != nil {
+		return nil, usageErrorf("--http %q: want HOST:PORT, such as 127.0.0.1:7070", o.http)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return nil, usageErrorf("--http %q: port %q is not a port number", o.http, port)
+	}
+	c := &httpConfig{token: o.token}
+	if o.tokenFile != "" {
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return nil, &exitError{code: ExitUsage, err: fmt.Errorf("--token-file: %w", err)}
+		}
+		c.token = strings.TrimSpace(string(b))
+		if c.token == "" {
+			return nil, usageErrorf("--token-file %s is empty", o.tokenFile)
+		}
+		if c.tokenFile, err = filepath.Abs(o.tokenFile); err != nil {
+			return nil, &exitError{code: ExitUsage, err: fmt.Errorf("--token-file: %w", err)}
+		}
+	}
+	if c.token == "" && !isLoopback(host) {
+		return nil, usageErrorf("--http %s listens beyond loopback: give a bearer token with --token-file (or --token), or listen on 127.0.0.1", o.http)
+	}
+	return c, nil
+}
+
+// isLoopback reports whether host names only the loopback interface. An
+// empty host means every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// startHTTP listens on --http, serves the API, and then writes the
+// discovery file.
+func startHTTP(o *runOptions, c *httpConfig, l *eventlog.Log, rt *runtime.Runtime, log *slog.Logger) (*server.Server, error) {
+	h, err := server.New(l, &server.Options{Runtime: rt, Token: c.token, MaxBody: o.maxBody, Logger: log.With("component", "http")})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.http)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	srv := server.Serve(ln, h, log.With("component", "http"))
+	path := server.DiscoveryPath(o.db)
+	d := server.Discovery{Addr: server.DialAddr(srv.Addr()), PID: os.Getpid(), TokenFile: c.tokenFile}
+	if err := server.WriteDiscovery(path, d); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
+		defer cancel()
+		return nil, errors.Join(err, srv.Shutdown(ctx))
+	}
+	log.Info("http: listening", "addr", srv.Addr().String(), "discovery", path, "token", c.token != "")
+	return srv, nil
+}
+
+// stopServer stops advertising the API, then stops serving it: a dump
+// that arrives meanwhile waits for the journal's lock instead.
+func stopServer(srv *server.Server, db string, log *slog.Logger) error {
+	rmErr := server.RemoveDiscovery(server.DiscoveryPath(db))
+	ctx, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("http: requests still running after the stop timeout were cut", "timeout", httpStopTimeout)
+	}
+	log.Info("http: stopped")
+	if err := srv.Err(); err != nil { // it failed while the runtime ran
+		return errors.Join(fmt.Errorf("http: %w", err), rmErr)
+	}
+	return rmErr
 }

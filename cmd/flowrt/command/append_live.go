@@ -1,0 +1,118 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/server"
+)
+
+// appendTarget is where append writes: the journal, or the daemon that
+// holds it.
+type appendTarget interface {
+	Append(stream string, events ...eventlog.Event) ([]eventlog.AppendResult, error)
+	Close() error
+}
+
+// openAppendTarget opens the journal for appending or, when a daemon holds
+// it and published its address (`flowrt run --http`), appends through the
+// daemon's ingest endpoint, which answers after the fsync as Append does.
+func openAppendTarget(o *appendOptions, maxEventBytes int) (appendTarget, error) {
+	info, err := readLiveFile(o.db)
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.lockTimeout
+	if info != nil {
+		timeout = min(timeout, quickLockTimeout)
+	}
+	l, lockErr := openJournal(o.db, &eventlog.Options{LockTimeout: timeout, MaxEventBytes: maxEventBytes})
+	if lockErr == nil {
+		return l, nil
+	}
+	if !errors.Is(lockErr, eventlog.ErrLocked) {
+		return nil, lockErr
+	}
+	if info == nil { // the daemon may have written it while we waited
+		if info, err = readLiveFile(o.db); err != nil {
+			return nil, err
+		}
+		if info == nil {
+			return nil, &InUseError{Path: o.db, Err: lockErr}
+		}
+	}
+	lc, err := newLiveClient(&dumpCommon{db: o.db, lockTimeout: o.lockTimeout, token: o.token, tokenFile: o.tokenFile}, info)
+	if err != nil {
+		return nil, err
+	}
+	return &liveAppender{c: lc}, nil
+}
+
+// liveAppender appends through a daemon.
+type liveAppender struct{ c *liveClient }
+
+func (a *liveAppender) Close() error { return nil }
+
+// Append posts the events, as JSON lines, to the daemon's ingest endpoint.
+func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventlog.AppendResult, error) {
+	var body bytes.Buffer
+	for _, ev := range events {
+		line, err := encodeLine(ev)
+		if err != nil {
+			return nil, err
+		}
+		body.Write(line)
+	}
+	path := "/v1/streams/" + url.PathEscape(stream) + "/events"
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, a.c.base+path, &body)
+	if err != nil {
+		return nil, fmt.Errorf("daemon request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	if a.c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.c.token)
+	}
+	resp, err := a.c.http.Do(req)
+	if err != nil {
+		return nil, &liveConnError{DB: a.c.db, File: a.c.file, Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("daemon at %s: read the answer: %w", a.c.file.Addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var answer struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &answer) == nil && answer.Error != "" {
+			msg = answer.Error
+		}
+		return nil, &liveStatusError{Addr: a.c.file.Addr, Path: path, Status: resp.StatusCode, Message: msg}
+	}
+	var answer server.IngestAnswer
+	if err := json.Unmarshal(data, &answer); err != nil {
+		return nil, fmt.Errorf("daemon at %s: decode the answer: %w", a.c.file.Addr, err)
+	}
+	if len(answer.Results) != len(events) {
+		return nil, fmt.Errorf("daemon at %s: %d results for %d events", a.c.file.Addr, len(answer.Results), len(events))
+	}
+	out := make([]eventlog.AppendResult, len(events))
+	for i, r := range answer.Results {
+		id, err := eventlog.ParseID(r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("daemon at %s: result %d: %w", a.c.file.Addr, i, err)
+		}
+		out[i] = eventlog.AppendResult{Seq: r.Seq, ID: id, Duplicate: r.Duplicate}
+	}
+	return out, nil
+}
