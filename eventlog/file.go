@@ -352,6 +352,11 @@ func readMeta(btx *bolt.Tx, path string) (ulid.ULID, error) {
 	return id, nil
 }
 
+// SyncPath fsyncs the file or directory at path: after linking or renaming
+// a file into a directory, syncing the directory makes the new name
+// survive a power loss.
+func SyncPath(path string) error { return fsyncPath(path) }
+
 func fsyncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

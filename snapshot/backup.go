@@ -279,20 +279,8 @@ func place(ctx context.Context, tmp, dest, src string, overwrite bool) (int64, e
 		}
 		_ = os.Remove(tmp) // dest holds the data; the caller's deferred removal retries
 	}
-	if err := fsyncDir(filepath.Dir(dest)); err != nil {
+	if err := eventlog.SyncPath(filepath.Dir(dest)); err != nil {
 		return 0, fmt.Errorf("fsync directory (the file is in place, but may not survive a power loss): %w", err)
 	}
 	return fi.Size(), nil
-}
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -84,12 +84,9 @@ func Take(j Journal, name, stream, consumer string, settled func(tx *eventlog.Tx
 		if err != nil {
 			return err
 		}
-		n := 0
-		for k, v := range b.Items(nil) {
-			if err := data.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
-				return err
-			}
-			n++
+		n, err := copyBucket(data, b)
+		if err != nil {
+			return err
 		}
 		snap = Snapshot{State: name, Floor: floor, Version: meta.Version, Entries: n, Taken: time.Now().UTC()}
 		rec, err := msgpack.Marshal(&snapshotMeta{Version: snap.Version, Entries: n, Taken: snap.Taken.UnixNano()})
@@ -158,11 +155,7 @@ func ReadSnapshot(j Journal, name string, floor uint64) ([]Entry, error) {
 		if err != nil || snaps == nil {
 			return err
 		}
-		one, err := snaps.Bucket(floorKey(floor))
-		if err != nil {
-			return err
-		}
-		data, err := one.Bucket(dataBucket)
+		data, err := snapshotData(snaps, floor)
 		if err != nil {
 			return err
 		}
@@ -275,20 +268,34 @@ func Reset(tx *eventlog.Tx, name string, floor uint64) error {
 	if err != nil {
 		return err
 	}
+	data, err := snapshotData(snaps, floor)
+	if err != nil {
+		return err
+	}
+	_, err = copyBucket(b, data)
+	return err
+}
+
+// snapshotData returns the bucket holding the copied keys of the
+// snapshot at floor.
+func snapshotData(snaps *eventlog.Bucket, floor uint64) (*eventlog.Bucket, error) {
 	one, err := snaps.Bucket(floorKey(floor))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data, err := one.Bucket(dataBucket)
-	if err != nil {
-		return err
-	}
-	for k, v := range data.Items(nil) {
-		if err := b.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
-			return err
+	return one.Bucket(dataBucket)
+}
+
+// copyBucket copies every key of src into dst and returns how many.
+func copyBucket(dst, src *eventlog.Bucket) (int, error) {
+	n := 0
+	for k, v := range src.Items(nil) {
+		if err := dst.Put(bytes.Clone(k), bytes.Clone(v)); err != nil {
+			return n, err
 		}
+		n++
 	}
-	return nil
+	return n, nil
 }
 
 // Put writes one committed value within tx, for rebuilds.

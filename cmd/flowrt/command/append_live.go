@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,28 +25,12 @@ type appendTarget interface {
 // it and published its address (`flowrt run --http`), appends through the
 // daemon's ingest endpoint, which answers after the fsync as Append does.
 func openAppendTarget(o *appendOptions, maxEventBytes int) (appendTarget, error) {
-	info, err := readLiveFile(o.db)
-	if err != nil {
+	l, info, err := openOrFindDaemon(o.db, eventlog.Options{LockTimeout: o.lockTimeout, MaxEventBytes: maxEventBytes})
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	timeout := o.lockTimeout
-	if info != nil {
-		timeout = min(timeout, quickLockTimeout)
-	}
-	l, lockErr := openJournal(o.db, &eventlog.Options{LockTimeout: timeout, MaxEventBytes: maxEventBytes})
-	if lockErr == nil {
+	case l != nil:
 		return l, nil
-	}
-	if !errors.Is(lockErr, eventlog.ErrLocked) {
-		return nil, lockErr
-	}
-	if info == nil { // the daemon may have written it while we waited
-		if info, err = readLiveFile(o.db); err != nil {
-			return nil, err
-		}
-		if info == nil {
-			return nil, &InUseError{Path: o.db, Err: lockErr}
-		}
 	}
 	lc, err := newLiveClient(&dumpCommon{db: o.db, lockTimeout: o.lockTimeout, token: o.token, tokenFile: o.tokenFile}, info)
 	if err != nil {

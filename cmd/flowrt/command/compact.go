@@ -191,7 +191,7 @@ func compactTo(cmd *cobra.Command, o *compactOptions, before int64) (res eventlo
 	if err := os.Link(tmp, o.to); err != nil {
 		return res, fmt.Errorf("compact: put the copy at %s: %w", o.to, err)
 	}
-	if err := opsSyncDir(filepath.Dir(o.to)); err != nil {
+	if err := eventlog.SyncPath(filepath.Dir(o.to)); err != nil {
 		return res, fmt.Errorf("compact: fsync the directory of %s (the copy is in place, but may not survive a power loss): %w", o.to, err)
 	}
 	return res, nil
@@ -225,18 +225,4 @@ func watchFileSize(path string, limit int64, bar *progressBar) (stop func()) {
 		close(quit)
 		<-done
 	}
-}
-
-// opsSyncDir fsyncs the directory dir, so that a file linked into it survives
-// a power loss.
-func opsSyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

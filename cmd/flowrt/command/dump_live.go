@@ -105,35 +105,49 @@ func (s *source) Close() error {
 // process that published none is an *InUseError. The lock wait is bounded
 // by --lock-timeout.
 func openSource(c *dumpCommon) (*source, error) {
-	info, err := readLiveFile(c.db)
-	if err != nil {
+	l, info, err := openOrFindDaemon(c.db, eventlog.Options{ReadOnly: true, LockTimeout: c.lockTimeout})
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	timeout := c.lockTimeout
-	if info != nil {
-		timeout = min(timeout, quickLockTimeout)
-	}
-	l, err := openJournal(c.db, &eventlog.Options{ReadOnly: true, LockTimeout: timeout})
-	if err == nil {
+	case l != nil:
 		return &source{log: l}, nil
-	}
-	if !errors.Is(err, eventlog.ErrLocked) {
-		return nil, err
-	}
-	if info == nil { // the daemon may have written it while we waited
-		var rerr error
-		if info, rerr = readLiveFile(c.db); rerr != nil {
-			return nil, rerr
-		}
-	}
-	if info == nil {
-		return nil, &InUseError{Path: c.db, Err: err}
 	}
 	lc, err := newLiveClient(c, info)
 	if err != nil {
 		return nil, err
 	}
 	return &source{live: lc}, nil
+}
+
+// openOrFindDaemon opens the journal or, when a daemon holds it and has
+// published its address in the discovery file, returns that file instead
+// (and a nil journal). A journal held by a process that published none is
+// an *InUseError. With a discovery file present the lock wait is short:
+// the holder is most likely that daemon.
+func openOrFindDaemon(db string, opts eventlog.Options) (*eventlog.Log, *liveFile, error) {
+	info, err := readLiveFile(db)
+	if err != nil {
+		return nil, nil, err
+	}
+	if info != nil {
+		opts.LockTimeout = min(opts.LockTimeout, quickLockTimeout)
+	}
+	l, lockErr := openJournal(db, &opts)
+	if lockErr == nil {
+		return l, nil, nil
+	}
+	if !errors.Is(lockErr, eventlog.ErrLocked) {
+		return nil, nil, lockErr
+	}
+	if info == nil { // the daemon may have written it while we waited
+		if info, err = readLiveFile(db); err != nil {
+			return nil, nil, err
+		}
+	}
+	if info == nil {
+		return nil, nil, &InUseError{Path: db, Err: lockErr}
+	}
+	return nil, info, nil
 }
 
 // liveClient reads a journal through the HTTP read side of the daemon
