@@ -42,6 +42,7 @@ type FlowError struct {
 	Errs []error
 }
 
+// Error lists the problems, one per line.
 func (e *FlowError) Error() string {
 	msg := fmt.Sprintf("flowrt/runtime: flow %q is invalid:", e.Flow)
 	for _, err := range e.Errs {
@@ -60,7 +61,10 @@ type ExprError struct {
 	Err  error
 }
 
+// Error quotes the expression and says what is wrong with it.
 func (e *ExprError) Error() string { return fmt.Sprintf("expression %q: %v", e.Expr, e.Err) }
+
+// Unwrap returns the compiler's or the evaluator's error.
 func (e *ExprError) Unwrap() error { return e.Err }
 
 // PartError says where the processing of one record of an event failed:
@@ -71,6 +75,7 @@ type PartError struct {
 	Err   error
 }
 
+// Error names the part and the stage that failed.
 func (e *PartError) Error() string {
 	if e.Part == "" {
 		return fmt.Sprintf("%s: %v", e.Stage, e.Err)
@@ -78,6 +83,7 @@ func (e *PartError) Error() string {
 	return fmt.Sprintf("part %s: %s: %v", e.Part, e.Stage, e.Err)
 }
 
+// Unwrap returns the step's or the sink's error.
 func (e *PartError) Unwrap() error { return e.Err }
 
 func joinErrors(errs []error) error {

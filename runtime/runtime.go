@@ -38,7 +38,8 @@ type Options struct {
 	Lookups map[string]Lookup
 
 	// Sinks are the sinks flows refer to by name (Named, or a config
-	// file's `sink: NAME`).
+	// file's `sink: NAME`). They may be shared between runtimes: the
+	// runtime does not close them.
 	Sinks map[string]Sink
 
 	// Middleware wraps every flow's handler, outermost first.
@@ -427,6 +428,11 @@ func (rt *Runtime) closeAllSinks() error {
 		flows := append([]*flow(nil), rt.flows...)
 		rt.mu.Unlock()
 		seen := map[io.Closer]bool{}
+		for _, s := range rt.opts.Sinks {
+			if c, ok := s.(io.Closer); ok {
+				seen[c] = true // registered sinks are their owner's to close
+			}
+		}
 		var errs []error
 		for _, f := range flows {
 			for _, s := range f.sinks {
