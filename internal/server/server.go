@@ -125,6 +125,7 @@ func New(l *eventlog.Log, opts *Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/dlq", a.deadLetters)
 	mux.HandleFunc("GET /v1/state/{flow}", a.state)
 	mux.HandleFunc("GET /v1/system/runs", a.runs)
+	mux.HandleFunc("POST /v1/backup", a.backup)
 	return a.logRequests(a.authenticate(jsonErrors(mux))), nil
 }
 

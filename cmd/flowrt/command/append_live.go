@@ -54,37 +54,9 @@ func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventl
 		}
 		body.Write(line)
 	}
-	path := "/v1/streams/" + url.PathEscape(stream) + "/events"
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, a.c.base+path, &body)
-	if err != nil {
-		return nil, fmt.Errorf("daemon request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	if a.c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.c.token)
-	}
-	resp, err := a.c.http.Do(req)
-	if err != nil {
-		return nil, &liveConnError{DB: a.c.db, File: a.c.file, Err: err}
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("daemon at %s: read the answer: %w", a.c.file.Addr, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var answer struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &answer) == nil && answer.Error != "" {
-			msg = answer.Error
-		}
-		return nil, &liveStatusError{Addr: a.c.file.Addr, Path: path, Status: resp.StatusCode, Message: msg}
-	}
 	var answer server.IngestAnswer
-	if err := json.Unmarshal(data, &answer); err != nil {
-		return nil, fmt.Errorf("daemon at %s: decode the answer: %w", a.c.file.Addr, err)
+	if err := a.c.post("/v1/streams/"+url.PathEscape(stream)+"/events", "application/x-ndjson", &body, &answer); err != nil {
+		return nil, err
 	}
 	if len(answer.Results) != len(events) {
 		return nil, fmt.Errorf("daemon at %s: %d results for %d events", a.c.file.Addr, len(answer.Results), len(events))
@@ -98,4 +70,41 @@ func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventl
 		out[i] = eventlog.AppendResult{Seq: r.Seq, ID: id, Duplicate: r.Duplicate}
 	}
 	return out, nil
+}
+
+// post sends body to the daemon and decodes its 200 answer into out.
+// Other answers are a *liveStatusError; a daemon that does not answer is a
+// *liveConnError.
+func (c *liveClient) post(path, contentType string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("daemon request: %w", err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &liveConnError{DB: c.db, File: c.file, Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("daemon at %s: read the answer: %w", c.file.Addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var answer struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &answer) == nil && answer.Error != "" {
+			msg = answer.Error
+		}
+		return &liveStatusError{Addr: c.file.Addr, Method: http.MethodPost, Path: path, Status: resp.StatusCode, Message: msg}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("daemon at %s: decode the answer: %w", c.file.Addr, err)
+	}
+	return nil
 }

@@ -1,16 +1,21 @@
 package command
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/server"
 	"github.com/flowrt/flowrt/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +27,8 @@ type backupOptions struct {
 	json        bool
 	quiet       bool
 	lockTimeout time.Duration
+	token       string
+	tokenFile   string
 }
 
 func newBackupCommand() *cobra.Command {
@@ -67,6 +74,8 @@ its streams; with --json, one object:
 	f.BoolVar(&o.json, "json", false, "print the result as a JSON object")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "draw no progress bar")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")
+	f.StringVar(&o.token, "token", "", "bearer token of the daemon that holds the journal, if any")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the daemon's bearer token")
 	return cmd
 }
 
@@ -98,7 +107,12 @@ func runBackup(cmd *cobra.Command, o *backupOptions) (err error) {
 		return usageErrorf("--lock-timeout must be positive, got %v", o.lockTimeout)
 	}
 	l, err := opsOpen(o.db, true, o.lockTimeout,
-		"backup opens the journal itself, and a journal that flowrt run holds open cannot be backed up from outside yet")
+		"backup opens the journal itself unless flowrt run serves --http, which it then asks for a hot backup")
+	if errors.Is(err, eventlog.ErrLocked) {
+		if info, lerr := readLiveFile(o.db); lerr == nil && info != nil {
+			return backupThroughDaemon(cmd, o, info)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -119,6 +133,34 @@ func runBackup(cmd *cobra.Command, o *backupOptions) (err error) {
 		return opsWriteJSON(cmd.OutOrStdout(), res)
 	}
 	return printCopy(cmd.OutOrStdout(), fmt.Sprintf("backed up %s to %s", o.db, o.to), res, rep.Took)
+}
+
+// backupThroughDaemon asks the daemon that holds the journal for a hot
+// backup (POST /v1/backup): it copies while its flows keep writing.
+func backupThroughDaemon(cmd *cobra.Command, o *backupOptions, info *liveFile) error {
+	to, err := filepath.Abs(o.to)
+	if err != nil {
+		return err
+	}
+	lc, err := newLiveClient(&dumpCommon{db: o.db, lockTimeout: o.lockTimeout, token: o.token, tokenFile: o.tokenFile}, info)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(server.BackupRequest{To: to, Overwrite: o.overwrite})
+	if err != nil {
+		return err
+	}
+	var ans server.BackupAnswer
+	if err := lc.post("/v1/backup", "application/json", bytes.NewReader(body), &ans); err != nil {
+		return err
+	}
+	res := copyJSON{DB: o.db, Backup: o.to, Bytes: ans.Bytes, Streams: opsStreams(ans.Streams),
+		Checked: checkedJSON{len(ans.Streams), ans.Events, ans.Consumers}, TookMS: ans.TookMS}
+	if o.json {
+		return opsWriteJSON(cmd.OutOrStdout(), res)
+	}
+	took := time.Duration(ans.TookMS) * time.Millisecond
+	return printCopy(cmd.OutOrStdout(), fmt.Sprintf("backed up %s to %s (hot, through the daemon at %s)", o.db, o.to, info.Addr), res, took)
 }
 
 // copyError words Backup's and Restore's refusals for the command line.

@@ -274,7 +274,7 @@ func TestOpsLocked(t *testing.T) {
 		{"compact --to", []string{"compact", "--to", filepath.Join(dir, "c.db")},
 			"compact --to opens the journal itself, and a journal that flowrt run holds open cannot be copied from outside yet"},
 		{"backup", []string{"backup", "--to", filepath.Join(dir, "b.db")},
-			"backup opens the journal itself, and a journal that flowrt run holds open cannot be backed up from outside yet"},
+			"backup opens the journal itself unless flowrt run serves --http, which it then asks for a hot backup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -204,6 +204,7 @@ func newLiveClient(c *dumpCommon, f *liveFile) (*liveClient, error) {
 // liveStatusError is an error answer from the daemon.
 type liveStatusError struct {
 	Addr    string
+	Method  string // GET when empty
 	Path    string
 	Status  int
 	Message string // the "error" of the answer's JSON body, or its text
@@ -211,7 +212,11 @@ type liveStatusError struct {
 
 // Error names the daemon, the request and the answer.
 func (e *liveStatusError) Error() string {
-	msg := fmt.Sprintf("daemon at %s: GET %s: %d %s", e.Addr, e.Path, e.Status, http.StatusText(e.Status))
+	method := e.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	msg := fmt.Sprintf("daemon at %s: %s %s: %d %s", e.Addr, method, e.Path, e.Status, http.StatusText(e.Status))
 	if e.Message != "" {
 		msg += ": " + e.Message
 	}

@@ -237,6 +237,15 @@ func TestRunServesHTTP(t *testing.T) {
 	r = run(t, "", "dump", "--db", db, "--json").requireOK(t)
 	assert.Len(t, strings.Split(strings.TrimSpace(r.stdout), "\n"), 3)
 
+	// backup asks the daemon for a hot backup, which then checks clean.
+	hot := filepath.Join(dir, "hot.db")
+	r = run(t, "", "backup", "--db", db, "--to", hot).requireOK(t)
+	assert.Contains(t, r.stdout, "hot, through the daemon")
+	run(t, "", "check", "--db", hot).requireOK(t)
+	r = run(t, "", "backup", "--db", db, "--to", hot)
+	assert.Equal(t, ExitRuntime, r.code, "an existing backup is not replaced: %s", r.stderr)
+	assert.Contains(t, r.stderr, "409")
+
 	cancel() // as SIGTERM would
 	select {
 	case err := <-done:
