@@ -155,14 +155,19 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	for k, v := range s.opts.Details {
 		details[k] = v
 	}
-	if err := s.transition(Starting, "", details); err != nil {
-		return s.failStart(err)
-	}
-	if prev.crashed() {
-		if err := s.transition(Recovering, "previous run "+prev.run+" crashed in state "+prev.last.String(), nil); err != nil {
+	if !prev.crashed() {
+		if err := s.transition(Starting, "", details); err != nil {
 			return s.failStart(err)
 		}
-		if err := s.recordRecovery(prev); err != nil {
+	} else {
+		// Starting, recovering and the recovery in one transaction: a run
+		// killed between them would leave a crash whose recovery nobody
+		// records, since the next start looks at this run only.
+		steps := []step{
+			{to: Starting, details: details},
+			{to: Recovering, reason: "previous run " + prev.run + " crashed in state " + prev.last.String()},
+		}
+		if err := s.transitions(steps, func(tx *eventlog.Tx) error { return s.appendRecovery(tx, prev) }); err != nil {
 			return s.failStart(err)
 		}
 	}
@@ -415,44 +420,73 @@ func (s *Supervisor) Done() <-chan struct{} { return s.done }
 // transition checks, records and applies a runtime state change, in that
 // order: the record is durable before the change takes effect.
 func (s *Supervisor) transition(to State, reason string, details map[string]string) error {
+	return s.transitions([]step{{to: to, reason: reason, details: details}}, nil)
+}
+
+// step is one runtime transition of a transitions call.
+type step struct {
+	to      State
+	reason  string
+	details map[string]string
+}
+
+// transitions checks, records and applies runtime state changes in one
+// journal transaction, together with what also appends, if not nil.
+func (s *Supervisor) transitions(steps []step, also func(*eventlog.Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from := s.state
-	if !CanTransition(from, to) {
-		err := fmt.Errorf("%w: runtime %s -> %s", ErrIllegalTransition, from, to)
-		if !from.Terminal() {
-			s.opts.Logger.Error("illegal transition refused", "err", err)
+	records := make([]Transition, len(steps))
+	for i, st := range steps {
+		if !CanTransition(from, st.to) {
+			err := fmt.Errorf("%w: runtime %s -> %s", ErrIllegalTransition, from, st.to)
+			if !from.Terminal() {
+				s.opts.Logger.Error("illegal transition refused", "err", err)
+			}
+			return err
 		}
-		return err
+		records[i] = Transition{Run: s.run, From: from.String(), To: st.to.String(), Reason: st.reason, Time: s.opts.Clock.Now().UTC(), Details: st.details}
+		from = st.to
 	}
-	t := Transition{Run: s.run, From: from.String(), To: to.String(), Reason: reason, Time: s.opts.Clock.Now().UTC(), Details: details}
-	err := s.j.Update(func(tx *eventlog.Tx) error { return appendSystem(tx, s.run, TypeTransition, t) })
-	if err != nil && to != Failed {
-		return fmt.Errorf("flowrt/supervisor: record %s -> %s: %w", from, to, err)
+	last := steps[len(steps)-1]
+	err := s.j.Update(func(tx *eventlog.Tx) error {
+		for _, t := range records {
+			if err := appendSystem(tx, s.run, TypeTransition, t); err != nil {
+				return err
+			}
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
+	})
+	if err != nil && last.to != Failed {
+		return fmt.Errorf("flowrt/supervisor: record %s -> %s: %w", records[0].From, last.to, err)
 	}
 	// A failure is applied even if it could not be recorded.
-	s.state, s.reason = to, reason
+	for _, t := range records {
+		s.opts.Logger.Info("runtime state", "run", s.run, "from", t.From, "to", t.To, "reason", t.Reason)
+	}
+	s.state, s.reason = last.to, last.reason
 	s.notifyLocked()
-	s.opts.Logger.Info("runtime state", "run", s.run, "from", from.String(), "to", to.String(), "reason", reason)
 	return nil
 }
 
-func (s *Supervisor) recordRecovery(prev previous) error {
+// appendRecovery appends, within tx, the recovery record of the crashed
+// previous run, with every consumer's committed offset.
+func (s *Supervisor) appendRecovery(tx *eventlog.Tx, prev previous) error {
 	rec := Recovery{Run: s.run, CrashedRun: prev.run, LastState: prev.last.String(), LastTime: prev.lastTime, Children: prev.children, Time: s.opts.Clock.Now().UTC()}
-	return s.j.Update(func(tx *eventlog.Tx) error {
-		cs, err := tx.Consumers("")
-		if err != nil {
-			return err
+	cs, err := tx.Consumers("")
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if eventlog.IsReserved(c.Stream) {
+			continue
 		}
-		rec.Consumers = rec.Consumers[:0]
-		for _, c := range cs {
-			if eventlog.IsReserved(c.Stream) {
-				continue
-			}
-			rec.Consumers = append(rec.Consumers, Resume{Stream: c.Stream, Consumer: c.Name, Offset: c.Offset, Pending: c.Lag})
-		}
-		return appendSystem(tx, s.run, TypeRecovery, rec)
-	})
+		rec.Consumers = append(rec.Consumers, Resume{Stream: c.Stream, Consumer: c.Name, Offset: c.Offset, Pending: c.Lag})
+	}
+	return appendSystem(tx, s.run, TypeRecovery, rec)
 }
 
 func (s *Supervisor) notifyLocked() {
