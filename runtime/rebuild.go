@@ -183,7 +183,11 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		}
 		replayed++
 		if replayed%100000 == 0 {
-			log.Info("rebuilding state", "flow", f.name, "seq", e.Seq, "to", offset, "events", replayed)
+			took := time.Since(start)
+			rate := float64(replayed) / took.Seconds()
+			eta := time.Duration(float64(offset-min(e.Seq, offset)) / rate * float64(time.Second))
+			log.Info("rebuilding state", "flow", f.name, "seq", e.Seq, "to", offset, "events", replayed,
+				"rate", fmt.Sprintf("%.0f/s", rate), "eta", eta.Round(time.Second))
 		}
 		return nil
 	}

@@ -65,6 +65,7 @@ type dumpOptions struct {
 	typeGlob string
 	width    int
 	follow   bool
+	quiet    bool
 }
 
 // dumpLiveHelp says how every dump command reads a journal a daemon holds.
@@ -140,6 +141,7 @@ stream that does not exist yet.
 	f.StringVar(&o.typeGlob, "type", "", "print only events whose type matches this glob, e.g. 'order.*'")
 	f.IntVar(&o.width, "width", 60, "cut the table's DATA column to this many characters (0: no limit)")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing events as they are appended, until interrupted")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar when the output goes to a file or a pipe")
 	cmd.SuggestionsMinimumDistance = 2
 	cmd.AddCommand(
 		newDumpSystemCommand(o.dumpCommon),

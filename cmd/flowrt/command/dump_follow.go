@@ -37,6 +37,7 @@ type eventDumper struct {
 	printed int
 	noted   map[string]bool // notes already given
 	locked  int             // looks in a row that found the journal locked
+	cmd     *cobra.Command
 }
 
 func newEventDumper(cmd *cobra.Command, o *dumpOptions) *eventDumper {
@@ -45,7 +46,7 @@ func newEventDumper(cmd *cobra.Command, o *dumpOptions) *eventDumper {
 	if !o.json {
 		p = newTablePrinter(out, o.width)
 	}
-	return &eventDumper{o: o, out: out, p: p, stderr: cmd.ErrOrStderr(), next: o.from, noted: map[string]bool{}}
+	return &eventDumper{o: o, out: out, p: p, stderr: cmd.ErrOrStderr(), next: o.from, noted: map[string]bool{}, cmd: cmd}
 }
 
 // done reports whether --limit events have been printed.
@@ -85,7 +86,8 @@ func (d *eventDumper) flush() error {
 // fromLog prints the stream's events in l from d.next on. A stream that
 // does not exist is noted on stderr, once.
 func (d *eventDumper) fromLog(l *eventlog.Log) error {
-	if _, err := l.Info(d.o.stream); errors.Is(err, eventlog.ErrNotFound) {
+	si, err := l.Info(d.o.stream)
+	if errors.Is(err, eventlog.ErrNotFound) {
 		infos, err := l.Streams()
 		if err != nil {
 			return err
@@ -102,6 +104,8 @@ func (d *eventDumper) fromLog(l *eventlog.Log) error {
 	if err := d.p.begin(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
+	bar := d.progress(si)
+	defer bar.Done()
 	for ev, err := range l.Scan(d.o.stream, d.next, 0) {
 		if err != nil {
 			_ = d.flush()
@@ -110,11 +114,27 @@ func (d *eventDumper) fromLog(l *eventlog.Log) error {
 		if err := d.print(ev); err != nil {
 			return err
 		}
+		bar.Add(1)
 		if d.done() {
 			break
 		}
 	}
 	return d.flush()
+}
+
+// progress returns a progress bar over the events left to read, for a
+// dump into a file or a pipe watched from a terminal (nil otherwise: with
+// --follow, --quiet, or output on the terminal itself).
+func (d *eventDumper) progress(si eventlog.StreamInfo) *progressBar {
+	if d.o.follow || isTerminal(d.cmd.OutOrStdout()) {
+		return nil
+	}
+	first := max(d.next, si.First)
+	var total int64
+	if si.Last >= first {
+		total = int64(si.Last - first + 1)
+	}
+	return newProgressBar(d.cmd, d.o.quiet, "dump", total, progressEvents)
 }
 
 // fromLive prints the stream's events from d.next on, read through the

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -106,4 +107,32 @@ func TestProgressCommands(t *testing.T) {
 			require.Empty(t, r.stderr, "--quiet")
 		})
 	}
+}
+
+// TestProgressDump checks that a dump into a file or a pipe, watched from
+// a terminal, draws its progress on stderr, and only then.
+func TestProgressDump(t *testing.T) {
+	db := fatJournal(t)
+	dump := func(stdoutIsTerminal bool, args ...string) (stdout, stderr string) {
+		root := NewRoot()
+		var out, errb bytes.Buffer
+		root.SetArgs(append([]string{"dump", "--db", db, "--json"}, args...))
+		root.SetIn(strings.NewReader(""))
+		root.SetOut(&out)
+		root.SetErr(&errb)
+		saved, savedRedraw := isTerminal, progressRedraw
+		isTerminal = func(w io.Writer) bool { return w == io.Writer(&errb) || stdoutIsTerminal && w == io.Writer(&out) }
+		progressRedraw = 0
+		defer func() { isTerminal, progressRedraw = saved, savedRedraw }()
+		require.NoError(t, Execute(root))
+		return out.String(), errb.String()
+	}
+	out, errs := dump(false)
+	assert.Contains(t, errs, "dump")
+	assert.True(t, strings.HasSuffix(errs, "\r"), "the bar is cleared: %q", errs)
+	assert.NotContains(t, out, "\r")
+	_, errs = dump(false, "--quiet")
+	assert.Empty(t, errs, "--quiet")
+	_, errs = dump(true)
+	assert.Empty(t, errs, "no bar when the output is on the terminal")
 }
