@@ -145,6 +145,8 @@ type dispatcher struct {
 	state        persistedState
 	redelivering map[uint64]bool
 	lastKick     uint64
+	lastKickAt   time.Time
+	idleTimer    *time.Timer // armed to commit a caught-up floor soon
 }
 
 func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<- *batch, results <-chan *batch, kick chan<- struct{}, commitFailed <-chan error) error {
@@ -155,6 +157,11 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 	defer timer.Stop()
 	poll := time.NewTicker(redeliverPoll)
 	defer poll.Stop()
+	defer func() {
+		if d.idleTimer != nil {
+			d.idleTimer.Stop()
+		}
+	}()
 	d.pollRedeliveries()
 	intakeDone := intake.Done()
 	accepting := true
@@ -229,11 +236,15 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 			}
 			gather()
 			d.maybeKick(kick, afterProgress)
+			d.kickWhenIdle(kick)
 		case <-timer.C:
 			d.fireTimers(time.Now())
 		case <-ticker.C:
 			gather()
 			d.maybeKick(kick, onInterval)
+		case <-d.idleC():
+			d.idleTimer = nil
+			d.kickWhenIdle(kick)
 		case <-poll.C:
 			if accepting {
 				d.pollRedeliveries()
@@ -469,11 +480,43 @@ func (d *dispatcher) maybeKick(kick chan<- struct{}, why kickReason) {
 	if f <= d.lastKick || (!onTick && f-d.lastKick < uint64(d.r.opts.CommitEvery)) {
 		return
 	}
-	d.lastKick = f
+	d.lastKick, d.lastKickAt = f, time.Now()
 	select {
 	case kick <- struct{}{}:
 	default: // a commit is pending; it will read the newest floor
 	}
+}
+
+// idleCommitGap is the shortest time between two commits of a caught-up
+// floor: a consumer that keeps catching up with a busy stream commits at
+// most this often, and otherwise on CommitInterval.
+func (d *dispatcher) idleCommitGap() time.Duration {
+	return max(d.r.opts.CommitInterval/10, time.Millisecond)
+}
+
+// kickWhenIdle commits the floor soon once the consumer has caught up with
+// everything fetched, so that an idle consumer's progress is durable
+// within idleCommitGap instead of CommitInterval.
+func (d *dispatcher) kickWhenIdle(kick chan<- struct{}) {
+	caughtUp := d.win.floor == d.win.top && d.running == 0 && len(d.ready) == 0 && len(d.backlog) == 0 && len(d.timers) == 0
+	if !caughtUp || d.win.floor <= d.lastKick {
+		return
+	}
+	if wait := d.idleCommitGap() - time.Since(d.lastKickAt); wait > 0 {
+		if d.idleTimer == nil {
+			d.idleTimer = time.NewTimer(wait)
+		}
+		return
+	}
+	d.maybeKick(kick, onInterval)
+}
+
+// idleC is the idle timer's channel, nil when it is not armed.
+func (d *dispatcher) idleC() <-chan time.Time {
+	if d.idleTimer == nil {
+		return nil
+	}
+	return d.idleTimer.C
 }
 
 func (d *dispatcher) armTimer(t *time.Timer) {

@@ -104,7 +104,11 @@ func TestStateIsReadableWhileRunningAndRetriesDoNotDoubleCount(t *testing.T) {
 	for {
 		items, err := st.Items("c")
 		require.NoError(t, err)
-		if len(items) == 3 && items[2].Value == 2.0 || time.Now().After(deadline) {
+		all := len(items) == 3
+		for _, it := range items {
+			all = all && it.Value == 2.0
+		}
+		if all || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)
