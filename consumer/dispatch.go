@@ -495,12 +495,13 @@ func (d *dispatcher) idleCommitGap() time.Duration {
 }
 
 // kickWhenIdle commits the floor soon once the consumer has caught up with
-// everything fetched, so that an idle consumer's progress is durable
-// within idleCommitGap instead of CommitInterval.
+// the stream, so that an idle consumer's progress is durable within
+// idleCommitGap instead of CommitInterval. A consumer working through a
+// backlog keeps committing on CommitInterval and CommitEvery.
 func (d *dispatcher) kickWhenIdle(kick chan<- struct{}) {
 	caughtUp := d.win.floor == d.win.top && d.running == 0 && len(d.ready) == 0 && len(d.backlog) == 0 && len(d.timers) == 0
-	if !caughtUp || d.win.floor <= d.lastKick {
-		return
+	if !caughtUp || d.win.floor <= d.lastKick || d.win.floor < d.streamLast() {
+		return // busy, or only caught up with a fetched batch of a backlog
 	}
 	if wait := d.idleCommitGap() - time.Since(d.lastKickAt); wait > 0 {
 		if d.idleTimer == nil {
@@ -509,6 +510,18 @@ func (d *dispatcher) kickWhenIdle(kick chan<- struct{}) {
 		return
 	}
 	d.maybeKick(kick, onInterval)
+}
+
+// streamLast returns the stream's last sequence (0 if it cannot tell).
+func (d *dispatcher) streamLast() uint64 {
+	var last uint64
+	_ = d.r.j.View(func(tx *eventlog.Tx) error {
+		if si, err := tx.Info(d.r.stream); err == nil {
+			last = si.Last
+		}
+		return nil
+	})
+	return last
 }
 
 // idleC is the idle timer's channel, nil when it is not armed.

@@ -16,7 +16,8 @@
 // every event at or below it is done (acked or dead-lettered). Completions
 // above a gap wait for the gap. The floor is committed to the journal every
 // CommitInterval (100ms) while events flow, after CommitEvery events, soon
-// after it catches up with the stream (CommitInterval/10), and on
+// after it catches up with the stream's last event (CommitInterval/10),
+// and on
 // the way out. After a crash, the events above the last committed floor are
 // delivered again (except those already dead-lettered); none at or below it
 // is.
