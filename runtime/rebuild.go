@@ -174,8 +174,8 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 			return nil
 		}
 		att := &attemptState{}
-		actx := context.WithValue(context.WithValue(ctx, attemptKey{}, att), overlayKey{}, o)
-		if err := f.replaySteps(actx, e); err != nil {
+		actx := context.WithValue(ctx, overlayKey{}, o)
+		if err := f.replaySteps(actx, e, att); err != nil {
 			return fmt.Errorf("rebuild: event %d: %w", e.Seq, err)
 		}
 		for _, c := range att.list() {
@@ -263,8 +263,8 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 // replaySteps runs an event through the steps up to the reduce step, for
 // its state changes only: emit steps are skipped, and nothing reaches the
 // later steps or the sinks.
-func (f *flow) replaySteps(ctx context.Context, e eventlog.Event) error {
-	rec := Record{Event: e, data: decodePayload(e.Data)}
+func (f *flow) replaySteps(ctx context.Context, e eventlog.Event, att *attemptState) error {
+	rec := Record{Event: e, data: decodePayload(e.Data), att: att}
 	rec.Payload = rec.data
 	recs := []Record{rec}
 	for _, st := range f.steps[:f.reduceStep+1] {

@@ -31,7 +31,8 @@ type Record struct {
 	// Expressions see them as top-level names.
 	Vars map[string]any
 
-	data any // the source event's decoded data, shared by every part
+	data any           // the source event's decoded data, shared by every part
+	att  *attemptState // the attempt's state changes, for a stateful flow
 }
 
 // ID returns the record's stable identity: the source event's ID, followed
@@ -50,7 +51,7 @@ func (r Record) part(i int, payload any) Record {
 	if r.Part != "" {
 		p = r.Part + "/" + p
 	}
-	return Record{Event: r.Event, Part: p, Payload: payload, Vars: r.withVar("", nil), data: r.data}
+	return Record{Event: r.Event, Part: p, Payload: payload, Vars: r.withVar("", nil), data: r.data, att: r.att}
 }
 
 // withVar returns a copy of r.Vars with name set (or just a copy when name

@@ -136,9 +136,8 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	var att *attemptState
 	if f.state != nil {
 		att = &attemptState{}
-		ctx = context.WithValue(ctx, attemptKey{}, att)
 	}
-	err := f.process(ctx, e)
+	err := f.process(ctx, e, att)
 	if att != nil && (err == nil || err == errFiltered) {
 		// Kept until the consumer says the attempt is acked (not, say,
 		// past its timeout); the hook then stages the changes, before the
@@ -163,8 +162,8 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 // errFiltered reports that every record of an event was filtered out.
 var errFiltered = errors.New("filtered")
 
-func (f *flow) process(ctx context.Context, e eventlog.Event) error {
-	rec := Record{Event: e}
+func (f *flow) process(ctx context.Context, e eventlog.Event, att *attemptState) error {
+	rec := Record{Event: e, att: att}
 	if f.decode {
 		rec.data = decodePayload(e.Data)
 		rec.Payload = rec.data

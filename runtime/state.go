@@ -114,9 +114,6 @@ func builtinReducer(spec ReduceSpec) (Reducer, error) {
 	return nil, fmt.Errorf("reduce: unknown reducer %q (want count, sum, min, max, last or recent)", spec.Func)
 }
 
-// attemptKey carries an attempt's state changes in its context.
-type attemptKey struct{}
-
 // attemptState holds the state changes of one attempt at one event. They
 // are staged only if the attempt succeeds. Most attempts change one key,
 // which needs no map.
@@ -226,9 +223,9 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 	}
 	f := c.flowRef
 	return func(ctx context.Context, r Record) ([]Record, error) {
-		att, _ := ctx.Value(attemptKey{}).(*attemptState)
+		att := r.att
 		if att == nil {
-			return nil, errors.New("reduce: no state attempt in context")
+			return nil, errors.New("reduce: the record carries no state attempt")
 		}
 		// The state key is the event key: the consumer runs the events of
 		// a key one at a time, in sequence order, so they apply in order.
