@@ -210,11 +210,8 @@ func TestFormatVersion1Reads(t *testing.T) {
 	}))
 	require.NoError(t, db.Close())
 	storedVersion := func(l *Log) uint32 {
-		var v uint32
-		require.NoError(t, l.view(func(btx *bolt.Tx) error {
-			v = binary.BigEndian.Uint32(btx.Bucket(bucketMeta).Get([]byte(metaVersion)))
-			return nil
-		}))
+		v, err := l.FormatVersion()
+		require.NoError(t, err)
 		return v
 	}
 

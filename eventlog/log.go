@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -178,6 +179,23 @@ func containPanic(path string, err *error) {
 
 // Path returns the journal's file name.
 func (l *Log) Path() string { return l.path }
+
+// FormatVersion returns the format version stored in the journal
+// (docs/FORMAT.md). A journal opened for writing has been raised to
+// FormatVersion; one opened read-only keeps the version it was written
+// with.
+func (l *Log) FormatVersion() (uint32, error) {
+	var v uint32
+	err := l.view(func(btx *bolt.Tx) error {
+		raw := btx.Bucket(bucketMeta).Get([]byte(metaVersion))
+		if len(raw) != 4 {
+			return &CorruptError{Path: l.path, Err: errors.New("meta bucket: bad format version record")}
+		}
+		v = binary.BigEndian.Uint32(raw)
+		return nil
+	})
+	return v, err
+}
 
 // ID returns the journal's identity, fixed when the file was created.
 func (l *Log) ID() ulid.ULID { return l.id }

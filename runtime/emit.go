@@ -55,6 +55,10 @@ func (c *compiler) compileEmit(spec EmitSpec) (*emitter, error) {
 		errs = append(errs, fmt.Errorf("emit stream: %w", err))
 	}
 	if err := eventlog.ValidateEvents([]eventlog.Event{{Type: spec.Type}}, 0); err != nil {
+		var ee *eventlog.EventError
+		if errors.As(err, &ee) {
+			err = ee.Err // the type's problem, without the event's index
+		}
 		errs = append(errs, fmt.Errorf("emit type: %w", err))
 	}
 	e := &emitter{j: c.rt.j, flow: c.flow, site: c.site, spec: spec}

@@ -76,6 +76,7 @@ were duplicates; with --json, one JSON object per input event instead:
 	f := cmd.Flags()
 	f.StringVar(&o.db, "db", "", "journal file, created when missing (required)")
 	f.StringVar(&o.stream, "stream", eventlog.DefaultStream, "stream to append to")
+	_ = cmd.RegisterFlagCompletionFunc("stream", completeStreams)
 	f.StringVarP(&o.file, "file", "f", "-", "file to read events from; - is standard input")
 	f.BoolVar(&o.json, "json", false, "print one JSON result per event instead of a summary")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", defaultLockTimeout, "how long to wait for another process to release the journal")

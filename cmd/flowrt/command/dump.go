@@ -136,6 +136,7 @@ stream that does not exist yet.
 	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the daemon's bearer token")
 	f := cmd.Flags()
 	f.StringVar(&o.stream, "stream", eventlog.DefaultStream, "stream to print")
+	_ = cmd.RegisterFlagCompletionFunc("stream", completeStreams)
 	f.Uint64Var(&o.from, "from", 0, "first sequence to print (0: the first retained event)")
 	f.IntVar(&o.limit, "limit", 0, "print at most this many events (0: all)")
 	f.StringVar(&o.typeGlob, "type", "", "print only events whose type matches this glob, e.g. 'order.*'")

@@ -53,6 +53,7 @@ in_flight is present only when read through a daemon, for its flows.
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDumpConsumers(cmd, &o) },
 	}
 	cmd.Flags().StringVar(&o.stream, "stream", "", "only the consumers of this stream (default: every stream)")
+	_ = cmd.RegisterFlagCompletionFunc("stream", completeStreams)
 	return cmd
 }
 

@@ -53,6 +53,8 @@ exits 0, as does a journal without dead letters.
 	f := cmd.Flags()
 	f.StringVar(&o.stream, "stream", "", "only the dead letters of consumers of this stream")
 	f.StringVar(&o.consumer, "consumer", "", "only the dead letters of this consumer")
+	_ = cmd.RegisterFlagCompletionFunc("stream", completeStreams)
+	_ = cmd.RegisterFlagCompletionFunc("consumer", completeConsumerFlag)
 	f.IntVar(&o.width, "width", 60, "cut the table's LAST ERROR column to this many characters (0: no limit)")
 	return cmd
 }

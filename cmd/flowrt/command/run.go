@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -171,6 +172,13 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	defer cancel()
 
 	stopHTTP := func() error { return nil }
+	if api == nil {
+		// This process holds the journal: a discovery file left by a
+		// daemon that was killed names nobody, and would mislead dump.
+		if err := server.RemoveDiscovery(server.DiscoveryPath(o.db)); err != nil {
+			log.Warn("could not remove a stale discovery file", "path", server.DiscoveryPath(o.db), "err", err)
+		}
+	}
 	if api != nil {
 		srv, err := startHTTP(o, api, l, rt, log)
 		if err != nil {
@@ -239,15 +247,25 @@ func serve(ctx context.Context, rt *runtime.Runtime, log *slog.Logger, signals <
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
+	var second atomic.Bool
 	go func() {
 		select {
 		case s := <-signals:
 			log.Warn("second signal: stopping at once", "signal", s.String())
+			second.Store(true)
 			cancel()
 		case <-stopCtx.Done():
 		}
 	}()
-	return errors.Join(rt.Stop(stopCtx), rt.Wait())
+	err := errors.Join(rt.Stop(stopCtx), rt.Wait())
+	switch {
+	case err == nil:
+	case second.Load() && errors.Is(err, context.Canceled):
+		err = fmt.Errorf("stopped at once by a second signal: running handlers were cancelled, and their events are delivered again at the next start (%w)", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("the graceful stop took longer than --stop-timeout %v: running handlers were cancelled, and their events are delivered again at the next start (%w)", stopTimeout, err)
+	}
+	return err
 }
 
 // configError gives a config problem the usage exit status, and prints

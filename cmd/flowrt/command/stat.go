@@ -3,7 +3,6 @@ package command
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
@@ -53,7 +51,7 @@ last append time, and the last run is the daemon's own, running.
      "ended":true,"crashed":false}}
 
 last_run is null when no run is recorded. Read through a daemon, "live"
-holds its address and pid, and id, format_version and last_time are omitted.
+holds its address and pid, and id and format_version are omitted.
 
 ` + exitStatusHelp,
 		Example: `  flowrt stat --db flowrt.db
@@ -128,7 +126,7 @@ func runStat(cmd *cobra.Command, o *statOptions) (err error) {
 	if src.live != nil {
 		rep, err = statLive(cmd.Context(), o.db, src.live)
 	} else {
-		rep, err = statAtRest(src.log, o.lockTimeout)
+		rep, err = statAtRest(src.log)
 	}
 	if err != nil {
 		return err
@@ -146,14 +144,14 @@ func runStat(cmd *cobra.Command, o *statOptions) (err error) {
 }
 
 // statAtRest reads the report from a journal opened read-only.
-func statAtRest(l *eventlog.Log, lockTimeout time.Duration) (statJSON, error) {
+func statAtRest(l *eventlog.Log) (statJSON, error) {
 	rep := statJSON{DB: l.Path(), ID: l.ID().String(), Streams: []statStreamJSON{}, Consumers: []wireConsumer{}}
 	fi, err := os.Stat(l.Path())
 	if err != nil {
 		return rep, fmt.Errorf("stat %s: %w", l.Path(), err)
 	}
 	rep.FileSize = fi.Size()
-	if rep.FormatVersion, err = storedFormatVersion(l.Path(), lockTimeout); err != nil {
+	if rep.FormatVersion, err = l.FormatVersion(); err != nil {
 		return rep, err
 	}
 	streams, err := l.Streams()
@@ -201,11 +199,12 @@ type statLiveStatus struct {
 	Run     string `json:"run"`
 	State   string `json:"state"`
 	Streams []struct {
-		Name  string `json:"name"`
-		First uint64 `json:"first"`
-		Last  uint64 `json:"last"`
-		Count uint64 `json:"count"`
-		Bytes uint64 `json:"bytes"`
+		Name     string   `json:"name"`
+		First    uint64   `json:"first"`
+		Last     uint64   `json:"last"`
+		Count    uint64   `json:"count"`
+		Bytes    uint64   `json:"bytes"`
+		LastTime wireTime `json:"last_time,omitzero"`
 	} `json:"streams"`
 }
 
@@ -221,7 +220,7 @@ func statLive(ctx context.Context, db string, c *liveClient) (statJSON, error) {
 		return rep, err
 	}
 	for _, s := range st.Streams {
-		rep.Streams = append(rep.Streams, statStreamJSON{Name: s.Name, First: s.First, Last: s.Last, Count: s.Count, Bytes: s.Bytes})
+		rep.Streams = append(rep.Streams, statStreamJSON{Name: s.Name, First: s.First, Last: s.Last, Count: s.Count, Bytes: s.Bytes, LastTime: s.LastTime})
 	}
 	cs, err := c.consumers(ctx)
 	if err != nil {
@@ -251,36 +250,6 @@ func statLive(ctx context.Context, db string, c *liveClient) (statJSON, error) {
 		rep.LastRun.State = st.State // the daemon knows its own state best
 	}
 	return rep, nil
-}
-
-// storedFormatVersion reads the format version stored in the journal's
-// meta bucket (docs/FORMAT.md): a read-only open never upgrades it, so it
-// may be lower than eventlog.FormatVersion.
-func storedFormatVersion(path string, lockTimeout time.Duration) (uint32, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
-	if err != nil {
-		return 0, fmt.Errorf("read format version of %s: %w", path, err)
-	}
-	var v uint32
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("meta"))
-		if b == nil {
-			return errors.New("no meta bucket")
-		}
-		raw := b.Get([]byte("version"))
-		if len(raw) != 4 {
-			return fmt.Errorf("version record of %d bytes", len(raw))
-		}
-		v = binary.BigEndian.Uint32(raw)
-		return nil
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read format version of %s: %w", path, err)
-	}
-	return v, nil
 }
 
 // printStat writes stat's human report.
