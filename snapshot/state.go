@@ -148,8 +148,11 @@ func (s *State) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 		return err
 	}
 	// Pick the changes under the lock, write them without it: handlers
-	// keep staging and reading meanwhile.
-	for _, c := range s.covered(floor, done) {
+	// keep staging and reading meanwhile. In key order, bbolt's cursor
+	// moves forward through the pages instead of seeking at random.
+	changes := s.covered(floor, done)
+	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
+	for _, c := range changes {
 		if c.Deleted {
 			err = b.Delete([]byte(c.Key))
 		} else {
