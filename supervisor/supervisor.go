@@ -175,14 +175,14 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		return s.failStart(err)
 	}
 	s.applyRetention()
+	// Running is recorded before the children start, so $system reads in
+	// the order things happened: the runtime runs, then each child does.
+	if err := s.transition(Running, "", nil); err != nil {
+		return s.failStart(err)
+	}
 	for _, ch := range s.children {
 		s.wg.Add(1)
 		go s.supervise(ch)
-	}
-	if err := s.transition(Running, "", nil); err != nil {
-		s.cancel()
-		s.wg.Wait()
-		return s.failStart(err)
 	}
 	return nil
 }
