@@ -107,3 +107,23 @@ func TestCommitCadence(t *testing.T) {
 		})
 	}
 }
+
+// A consumer that has caught up with the stream commits its floor soon
+// (CommitInterval/10), not on the next CommitInterval tick; one working
+// through a backlog does not commit early.
+func TestCaughtUpFloorIsCommittedSoon(t *testing.T) {
+	l := openLog(t)
+	appendN(t, l, 5)
+	// The interval is longer than waitFor's deadline: only the early
+	// commits (every CommitInterval/10 at most, 3 s here) can pass.
+	r := openReader(t, l, "idle", &consumer.Options{CommitInterval: 30 * time.Second, CommitEvery: 1 << 30})
+	errc := start(r, func(context.Context, eventlog.Event) error { return nil })
+	defer shutdown(t, r, errc)
+	waitFor(t, "the caught-up floor committed before the interval", func() bool {
+		return committed(t, l, "idle") == 5
+	})
+
+	// More events while running: committed again once caught up.
+	appendN(t, l, 3)
+	waitFor(t, "the new floor committed", func() bool { return committed(t, l, "idle") == 8 })
+}
