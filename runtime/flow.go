@@ -122,11 +122,16 @@ func (t Trigger) Match(e eventlog.Event) bool {
 			return false
 		}
 	}
+	return t.matchesType(e.Type)
+}
+
+// matchesType reports whether any type pattern (or none) selects typ.
+func (t Trigger) matchesType(typ string) bool {
 	if len(t.Types) == 0 {
 		return true
 	}
 	for _, p := range t.Types {
-		if ok, _ := path.Match(p, e.Type); ok {
+		if ok, _ := path.Match(p, typ); ok {
 			return true
 		}
 	}

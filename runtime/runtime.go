@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"slices"
 	"strconv"
 	"sync"
@@ -220,7 +219,7 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 		f.sinks = append(f.sinks, stage{name: name, sink: sink})
 	}
 	f.decode = hasEmitSink(def.Sinks) || slices.ContainsFunc(def.Steps, Step.readsPayload)
-	errs = slicesDeleteNil(errs)
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 	if len(errs) > 0 {
 		return nil, &FlowError{Flow: def.Name, Errs: errs}
 	}
@@ -256,22 +255,10 @@ func (rt *Runtime) checkLoop(def Flow, spec EmitSpec, where string) error {
 	if spec.Stream != def.On.stream() {
 		return nil
 	}
-	if matchesType(def.On, spec.Type) {
+	if def.On.matchesType(spec.Type) {
 		return fmt.Errorf("%s: emits %s to %s, which the flow's own trigger selects: it would loop", where, spec.Type, spec.Stream)
 	}
 	return nil
-}
-
-func matchesType(t Trigger, typ string) bool {
-	if len(t.Types) == 0 {
-		return true
-	}
-	for _, p := range t.Types {
-		if ok, _ := path.Match(p, typ); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func hasEmitSink(sinks []Sink) bool {
@@ -281,16 +268,6 @@ func hasEmitSink(sinks []Sink) bool {
 		}
 	}
 	return false
-}
-
-func slicesDeleteNil(errs []error) []error {
-	out := errs[:0]
-	for _, err := range errs {
-		if err != nil {
-			out = append(out, err)
-		}
-	}
-	return out
 }
 
 // prepare creates the supervisor and adds every flow to it.
