@@ -70,6 +70,12 @@ type State struct {
 	keys map[string]*keyState
 	// dirty holds the keys with staged changes.
 	dirty map[string]*keyState
+	// filled is set once a read has tried to load every committed value
+	// into keys (fill), and complete once that worked: keys then holds
+	// every key with a committed value, so a key missing from it has
+	// none. Discard and a cache overflow clear both.
+	filled, complete bool
+	gen              uint64 // counts Discards, so a fill they overtake is dropped
 }
 
 // keyState is what a State knows of one key.
@@ -129,6 +135,8 @@ func (s *State) Discard() {
 	defer s.mu.Unlock()
 	clear(s.keys)
 	clear(s.dirty)
+	s.filled, s.complete = false, false
+	s.gen++
 }
 
 // covered reports whether a commit of floor and done covers seq.
@@ -152,11 +160,20 @@ func (s *State) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 	// moves forward through the pages instead of seeking at random.
 	changes := s.covered(floor, done)
 	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Key, b.Key) })
+	// The journal holds the keys until the transaction ends: one array
+	// for all of them.
+	n := 0
 	for _, c := range changes {
+		n += len(c.Key)
+	}
+	keys := make([]byte, 0, n)
+	for _, c := range changes {
+		keys = append(keys, c.Key...)
+		key := keys[len(keys)-len(c.Key):]
 		if c.Deleted {
-			err = b.Delete([]byte(c.Key))
+			err = b.Delete(key)
 		} else {
-			err = b.Put([]byte(c.Key), c.Value)
+			err = b.Put(key, c.Value)
 		}
 		if err != nil {
 			return fmt.Errorf("flowrt/snapshot: write %q of %s: %w", c.Key, s.name, err)
@@ -206,9 +223,9 @@ func (s *State) Committed(floor uint64, done []uint64) {
 		if c.Deleted {
 			ks.committed = nil
 		}
+		// The slice keeps its array for the key's next changes.
 		ks.staged = slices.DeleteFunc(ks.staged, func(p pending) bool { return covered(p.seq, floor, done) })
 		if len(ks.staged) == 0 {
-			ks.staged = nil
 			delete(s.dirty, key)
 		}
 	}
@@ -218,6 +235,7 @@ func (s *State) Committed(floor uint64, done []uint64) {
 		for k, ks := range s.dirty {
 			s.keys[k] = ks
 		}
+		s.complete = false
 	}
 }
 
@@ -225,27 +243,25 @@ func (s *State) Committed(floor uint64, done []uint64) {
 // committed value. ok is false when the key has no value. The value must
 // not be modified.
 func (s *State) Get(key string) (value []byte, ok bool, err error) {
+	value, ok, found := s.cached(key)
+	if found {
+		return value, ok, nil
+	}
 	s.mu.Lock()
-	if ks := s.keys[key]; ks != nil {
-		if n := len(ks.staged); n > 0 {
-			c := ks.staged[n-1]
-			s.mu.Unlock()
-			return c.Value, !c.Deleted, nil
+	fill, gen := !s.filled, s.gen
+	s.filled = true
+	s.mu.Unlock()
+	if fill {
+		// The first miss loads every committed value in one pass, instead
+		// of a read transaction per key.
+		if err := s.fill(gen); err != nil {
+			return nil, false, err
 		}
-		if ks.known {
-			s.mu.Unlock()
-			return ks.committed, ks.committed != nil, nil
+		if value, ok, found := s.cached(key); found {
+			return value, ok, nil
 		}
 	}
-	s.mu.Unlock()
-	err = s.j.View(func(tx *eventlog.Tx) error {
-		b, err := s.bucket(tx)
-		if err != nil || b == nil {
-			return err
-		}
-		value = b.Get([]byte(key))
-		return nil
-	})
+	value, err = s.read(key)
 	if err != nil {
 		return nil, false, err
 	}
@@ -256,6 +272,81 @@ func (s *State) Get(key string) (value []byte, ok bool, err error) {
 	}
 	s.mu.Unlock()
 	return value, value != nil, nil
+}
+
+// read returns key's committed value. Its own function, so that the
+// transaction's closure does not move Get's results to the heap.
+func (s *State) read(key string) (value []byte, err error) {
+	err = s.j.View(func(tx *eventlog.Tx) error {
+		b, err := s.bucket(tx)
+		if err != nil || b == nil {
+			return err
+		}
+		value = b.Get([]byte(key))
+		return nil
+	})
+	return value, err
+}
+
+// cached returns what the cache knows of key: found is false when only
+// the journal can tell.
+func (s *State) cached(key string) (value []byte, ok, found bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ks := s.keys[key]; ks != nil {
+		if n := len(ks.staged); n > 0 {
+			c := ks.staged[n-1]
+			return c.Value, !c.Deleted, true
+		}
+		if ks.known {
+			return ks.committed, ks.committed != nil, true
+		}
+	}
+	return nil, false, s.complete
+}
+
+// fill loads the committed values into the cache, all of them unless they
+// number more than cacheLimit. Values committed meanwhile are newer than
+// those it read, and are kept; a Discard meanwhile (gen changed) drops
+// what it read.
+func (s *State) fill(gen uint64) error {
+	var keys []string
+	var values [][]byte
+	all := true
+	err := s.j.View(func(tx *eventlog.Tx) error {
+		b, err := s.bucket(tx)
+		if err != nil || b == nil {
+			return err
+		}
+		for k, v := range b.Items(nil) {
+			if len(keys) == cacheLimit {
+				all = false
+				break
+			}
+			keys, values = append(keys, string(k)), append(values, bytes.Clone(v))
+		}
+		return nil
+	})
+	if err != nil {
+		s.mu.Lock()
+		if s.gen == gen {
+			s.filled = false // the next miss tries again
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("flowrt/snapshot: load state of %s: %w", s.name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		return nil
+	}
+	for i, k := range keys {
+		if ks := s.key(k); !ks.known {
+			ks.committed, ks.known = values[i], true
+		}
+	}
+	s.complete = all
+	return nil
 }
 
 // Entry is one key's value.

@@ -144,3 +144,54 @@ func TestReadMissingState(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok)
 }
+
+func TestStateReadsWhatIsCommitted(t *testing.T) {
+	put := func(t *testing.T, l *eventlog.Log, key, v string) {
+		t.Helper()
+		require.NoError(t, l.Update(func(tx *eventlog.Tx) error { return snapshot.Put(tx, "st", set(key, v)) }))
+	}
+	tests := []struct {
+		name string
+		// run acts on a State opened over a journal whose committed state
+		// is a=1, b=2, and returns what it expects Get to read.
+		run func(t *testing.T, l *eventlog.Log, s *snapshot.State) map[string]string
+	}{
+		{"a new State reads every committed value", func(t *testing.T, l *eventlog.Log, s *snapshot.State) map[string]string {
+			return map[string]string{"a": "1", "b": "2", "c": ""}
+		}},
+		{"a value committed with the floor is read back", func(t *testing.T, l *eventlog.Log, s *snapshot.State) map[string]string {
+			_, _, err := s.Get("a") // loads the committed values
+			require.NoError(t, err)
+			s.Stage(1, []snapshot.Change{set("c", "3"), {Key: "a", Deleted: true}})
+			commit(t, l, s, 1)
+			return map[string]string{"a": "", "b": "2", "c": "3"}
+		}},
+		{"Discard forgets the values read, for a rebuild that rewrote them", func(t *testing.T, l *eventlog.Log, s *snapshot.State) map[string]string {
+			_, _, err := s.Get("c")
+			require.NoError(t, err)
+			s.Discard()
+			put(t, l, "c", "9")
+			put(t, l, "a", "8")
+			return map[string]string{"a": "8", "b": "2", "c": "9"}
+		}},
+		{"a staged change hides the committed value", func(t *testing.T, l *eventlog.Log, s *snapshot.State) map[string]string {
+			s.Stage(5, []snapshot.Change{set("b", "7")})
+			return map[string]string{"a": "1", "b": "7"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			put(t, l, "a", "1")
+			put(t, l, "b", "2")
+			s, err := snapshot.Open(l, "st")
+			require.NoError(t, err)
+			for key, want := range tt.run(t, l, s) {
+				v, ok, err := s.Get(key)
+				require.NoError(t, err)
+				assert.Equal(t, want != "", ok, key)
+				assert.Equal(t, want, string(v), key)
+			}
+		})
+	}
+}
