@@ -54,7 +54,7 @@ func (d *decoder) check(c *Config, rt *Runtime) {
 				continue
 			}
 			later := fs.steps[i+1:]
-			if _, err := comp.compile(st.step); err != nil {
+			if _, _, err := comp.compile(st.step); err != nil {
 				d.compileErrors(err, st.node, st.path, st.fields, st.exprs, later, rt)
 			}
 			if st.step.kind == "emit" {

@@ -169,13 +169,14 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		}
 	}
 	replayed := 0
+	steps := f.replayStages()
 	replay := func(e eventlog.Event) error {
 		if skip[e.Seq] || !f.trigger.Match(e) {
 			return nil
 		}
-		att := &attemptState{}
-		actx := context.WithValue(ctx, overlayKey{}, o)
-		if err := f.replaySteps(actx, e, att); err != nil {
+		att := newAttempt(o)
+		defer att.release()
+		if err := replaySteps(ctx, steps, e, att); err != nil {
 			return fmt.Errorf("rebuild: event %d: %w", e.Seq, err)
 		}
 		for _, c := range att.list() {
@@ -260,26 +261,25 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 	return nil
 }
 
-// replaySteps runs an event through the steps up to the reduce step, for
-// its state changes only: emit steps are skipped, and nothing reaches the
-// later steps or the sinks.
-func (f *flow) replaySteps(ctx context.Context, e eventlog.Event, att *attemptState) error {
+// replayStages returns the steps a rebuild replays: those up to the
+// reduce step, but emit steps.
+func (f *flow) replayStages() []stage {
+	var steps []stage
+	for _, st := range f.steps[:f.reduceStep+1] {
+		if st.kind != "emit" {
+			steps = append(steps, st)
+		}
+	}
+	return steps
+}
+
+// replaySteps runs an event through the replayed steps, for its state
+// changes only: nothing reaches the later steps or the sinks.
+func replaySteps(ctx context.Context, steps []stage, e eventlog.Event, att *attemptState) error {
 	rec := Record{Event: e, data: decodePayload(e.Data), att: att}
 	rec.Payload = rec.data
-	recs := []Record{rec}
-	for _, st := range f.steps[:f.reduceStep+1] {
-		if st.kind == "emit" {
-			continue
-		}
-		var next []Record
-		for _, r := range recs {
-			out, err := st.op(ctx, r)
-			if err != nil {
-				return &PartError{Part: r.Part, Stage: st.name, Err: err}
-			}
-			next = append(next, out...)
-		}
-		recs = next
+	if _, errs := runSteps(ctx, steps, []Record{rec}, nil); len(errs) > 0 {
+		return errs[0]
 	}
 	return nil
 }

@@ -48,8 +48,9 @@ type stage struct {
 	name string
 	kind string // the step's kind
 
-	op   OperatorFunc // steps
-	sink Sink         // sinks
+	op   OperatorFunc // steps: op, or one when the step yields a record at most
+	one  oneFunc
+	sink Sink // sinks
 }
 
 type flowCounters struct {
@@ -66,6 +67,9 @@ func (f *flow) Run(ctx context.Context) error {
 		if err := f.prepareState(ctx); err != nil {
 			return fmt.Errorf("flow %s: %w", f.name, err)
 		}
+		// A rebuild wrote the committed state itself: forget what reads
+		// cached of the state before it.
+		f.state.Discard()
 		stop := f.snapshotLoop()
 		defer stop()
 	}
@@ -135,14 +139,18 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	f.counters.matched.Add(1)
 	var att *attemptState
 	if f.state != nil {
-		att = &attemptState{}
+		att = newAttempt(f.state)
 	}
 	err := f.process(ctx, e, att)
-	if att != nil && (err == nil || err == errFiltered) {
+	switch {
+	case att == nil:
+	case err == nil || err == errFiltered:
 		// Kept until the consumer says the attempt is acked (not, say,
 		// past its timeout); the hook then stages the changes, before the
 		// floor can pass the event.
 		f.hook.keep(e.Seq, att)
+	default:
+		att.release()
 	}
 	switch {
 	case err == nil:
@@ -170,21 +178,9 @@ func (f *flow) process(ctx context.Context, e eventlog.Event, att *attemptState)
 	} else {
 		rec.Payload = rawPayload(e.Data)
 	}
-	recs := []Record{rec}
-	var errs []error
-	for _, st := range f.steps {
-		var next []Record
-		for _, r := range recs {
-			out, err := st.op(ctx, r)
-			if err != nil {
-				// A failing part is contained: the other parts go on.
-				errs = append(errs, &PartError{Part: r.Part, Stage: st.name, Err: err})
-				continue
-			}
-			next = append(next, out...)
-		}
-		recs = next
-	}
+	var buf [1]Record
+	buf[0] = rec
+	recs, errs := runSteps(ctx, f.steps, buf[:], nil)
 	if len(recs) == 0 && len(errs) == 0 {
 		return errFiltered
 	}
@@ -211,6 +207,41 @@ func (f *flow) process(ctx context.Context, e eventlog.Event, att *attemptState)
 		}
 	}
 	return eventError(errs)
+}
+
+// runSteps runs recs through steps and returns the records that come out,
+// with errs extended by the failures of the parts that failed: a failing
+// part is contained, and the other parts go on. recs is reused.
+func runSteps(ctx context.Context, steps []stage, recs []Record, errs []error) ([]Record, []error) {
+	for _, st := range steps {
+		if st.one != nil {
+			// In place: each record yields one at most.
+			out := recs[:0]
+			for _, r := range recs {
+				r, ok, err := st.one(ctx, r)
+				switch {
+				case err != nil:
+					errs = append(errs, &PartError{Part: r.Part, Stage: st.name, Err: err})
+				case ok:
+					out = append(out, r)
+				}
+			}
+			clear(recs[len(out):])
+			recs = out
+			continue
+		}
+		var next []Record
+		for _, r := range recs {
+			out, err := st.op(ctx, r)
+			if err != nil {
+				errs = append(errs, &PartError{Part: r.Part, Stage: st.name, Err: err})
+				continue
+			}
+			next = append(next, out...)
+		}
+		recs = next
+	}
+	return recs, errs
 }
 
 // eventError combines an event's failures. The event is dead-lettered at

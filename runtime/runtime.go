@@ -195,7 +195,7 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 	for i, s := range def.Steps {
 		name := "step " + strconv.Itoa(i) + " (" + s.kind + ")"
 		c.site = "step " + strconv.Itoa(i)
-		op, err := c.compile(s)
+		op, one, err := c.compile(s)
 		if err != nil {
 			fail(fmt.Errorf("%s: %w", name, err))
 			continue
@@ -203,7 +203,7 @@ func (rt *Runtime) compile(def Flow) (*flow, error) {
 		if s.kind == "emit" {
 			fail(rt.checkLoop(def, s.emit, name))
 		}
-		f.steps = append(f.steps, stage{name: name, kind: s.kind, op: op})
+		f.steps = append(f.steps, stage{name: name, kind: s.kind, op: op, one: one})
 	}
 	for i, s := range def.Sinks {
 		name := "sink " + strconv.Itoa(i)

@@ -115,56 +115,63 @@ func builtinReducer(spec ReduceSpec) (Reducer, error) {
 }
 
 // attemptState holds the state changes of one attempt at one event. They
-// are staged only if the attempt succeeds. Most attempts change one key,
-// which needs no map.
+// are staged only if the attempt succeeds. State is per event key, so an
+// attempt changes one key, however many parts its event fans out to;
+// the slice allows for more all the same.
 type attemptState struct {
-	mu    sync.Mutex
-	key   string
-	value []byte
-	set1  bool
-	more  map[string][]byte // the keys after the first
-	order []string          // of more
+	from    stateReader // the state before the attempt
+	mu      sync.Mutex
+	changes []snapshot.Change
+	first   [1]snapshot.Change // changes' array for the first key
+}
+
+// attempts recycles attemptStates: a stateful flow makes one per event.
+var attempts = sync.Pool{New: func() any { return new(attemptState) }}
+
+// newAttempt returns an attempt that reads the state from from: the live
+// State, or a rebuild's overlay.
+func newAttempt(from stateReader) *attemptState {
+	a := attempts.Get().(*attemptState)
+	a.from, a.changes = from, a.first[:0]
+	return a
+}
+
+// release returns a to the pool; no record may use it after.
+func (a *attemptState) release() {
+	clear(a.first[:])
+	a.from, a.changes = nil, nil
+	attempts.Put(a)
 }
 
 func (a *attemptState) get(key string) ([]byte, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.set1 && a.key == key {
-		return a.value, true
+	for _, c := range a.changes {
+		if c.Key == key {
+			return c.Value, true
+		}
 	}
-	v, ok := a.more[key]
-	return v, ok
+	return nil, false
 }
 
 func (a *attemptState) set(key string, v []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
-	case !a.set1 || a.key == key:
-		a.key, a.value, a.set1 = key, v, true
-	default:
-		if a.more == nil {
-			a.more = map[string][]byte{}
+	for i := range a.changes {
+		if a.changes[i].Key == key {
+			a.changes[i].Value = v
+			return
 		}
-		if _, ok := a.more[key]; !ok {
-			a.order = append(a.order, key)
-		}
-		a.more[key] = v
 	}
+	a.changes = append(a.changes, snapshot.Change{Key: key, Value: v})
 }
 
+// list returns the changes, in the order their keys were first set. The
+// slice is a's: it is valid until a is released.
 func (a *attemptState) list() []snapshot.Change {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.set1 {
-		return nil
-	}
-	out := make([]snapshot.Change, 0, 1+len(a.order))
-	out = append(out, snapshot.Change{Key: a.key, Value: a.value})
-	for _, k := range a.order {
-		out = append(out, snapshot.Change{Key: k, Value: a.more[k]})
-	}
-	return out
+	return a.changes
 }
 
 // stateHook is a stateful flow's consumer.OutcomeHook: the State commits
@@ -184,16 +191,20 @@ func (h *stateHook) keep(seq uint64, att *attemptState) {
 	h.attempts[seq] = att
 }
 
-// Outcome stages the changes of an acked attempt; a failed one's are
-// dropped.
+// Outcome stages the changes of an acked attempt (Stage copies them); a
+// failed one's are dropped.
 func (h *stateHook) Outcome(seq uint64, acked bool) {
 	h.mu.Lock()
 	att := h.attempts[seq]
 	delete(h.attempts, seq)
 	h.mu.Unlock()
-	if acked && att != nil {
+	if att == nil {
+		return
+	}
+	if acked {
 		h.Stage(seq, att.list())
 	}
+	att.release()
 }
 
 // stateReader is where a reduce step reads the current state: the live
@@ -202,7 +213,7 @@ type stateReader interface {
 	Get(key string) ([]byte, bool, error)
 }
 
-func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
+func (c *compiler) compileReduce(spec ReduceSpec) (oneFunc, error) {
 	var errs []error
 	red := spec.Reducer
 	if red == nil {
@@ -221,11 +232,10 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
-	f := c.flowRef
-	return func(ctx context.Context, r Record) ([]Record, error) {
+	return func(ctx context.Context, r Record) (Record, bool, error) {
 		att := r.att
 		if att == nil {
-			return nil, errors.New("reduce: the record carries no state attempt")
+			return r, false, errors.New("reduce: the record carries no state attempt")
 		}
 		// The state key is the event key: the consumer runs the events of
 		// a key one at a time, in sequence order, so they apply in order.
@@ -233,40 +243,40 @@ func (c *compiler) compileReduce(spec ReduceSpec) (OperatorFunc, error) {
 		if k == "" {
 			// Keyless events are not ordered among themselves, and the
 			// journal keeps no empty key: such an event cannot apply.
-			return nil, consumer.Permanent(errors.New("reduce: the event has no key, and state is per key"))
+			return r, false, consumer.Permanent(errors.New("reduce: the event has no key, and state is per key"))
 		}
 		cur, ok := att.get(k)
 		if !ok {
 			var err error
-			if cur, _, err = f.stateReader(ctx).Get(k); err != nil {
-				return nil, fmt.Errorf("reduce: read state %q: %w", k, err)
+			if cur, _, err = att.from.Get(k); err != nil {
+				return r, false, fmt.Errorf("reduce: read state %q: %w", k, err)
 			}
 		}
 		state, err := decodeState(cur)
 		if err != nil {
-			return nil, fmt.Errorf("reduce: decode state %q: %w", k, err)
+			return r, false, fmt.Errorf("reduce: decode state %q: %w", k, err)
 		}
 		in := r
 		if value != nil {
 			v, err := value.run(r)
 			if err != nil {
-				return nil, err
+				return r, false, err
 			}
 			in.Payload = v
 		}
 		next, err := red(state, in)
 		if err != nil {
-			return nil, err
+			return r, false, err
 		}
 		enc, err := encodeState(next)
 		if err != nil {
-			return nil, fmt.Errorf("reduce: encode state %q: %w", k, err)
+			return r, false, fmt.Errorf("reduce: encode state %q: %w", k, err)
 		}
 		att.set(k, enc)
 		if spec.As != "" {
 			r.Vars = r.withVar(spec.As, next)
 		}
-		return []Record{r}, nil
+		return r, true, nil
 	}, nil
 }
 
@@ -276,31 +286,69 @@ func decodeState(b []byte) (any, error) {
 	if b == nil {
 		return nil, nil
 	}
-	if f, err := strconv.ParseFloat(string(b), 64); err == nil {
-		return f, nil
+	if jsonNumber(b) {
+		if f, err := strconv.ParseFloat(string(b), 64); err == nil {
+			return f, nil
+		}
 	}
 	var v any
 	err := json.Unmarshal(b, &v)
 	return v, err
 }
 
-// encodeState encodes a state value as JSON, numbers without reflection.
-func encodeState(v any) ([]byte, error) {
-	if f, ok := v.(float64); ok && !math.IsInf(f, 0) && !math.IsNaN(f) {
-		return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+// jsonNumber reports whether b is a number in JSON's grammar, which is
+// stricter than strconv's (no "Inf", "0x10" or "01").
+func jsonNumber(b []byte) bool {
+	digits := func(i int) int {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i
 	}
-	return json.Marshal(v)
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		if j := digits(i + 1); j > i+1 {
+			i = j
+		} else {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return false
+		}
+		i = j
+	}
+	return i == len(b)
 }
 
-// overlayKey carries a rebuild's overlay in its context, in place of the
-// live State.
-type overlayKey struct{}
-
-func (f *flow) stateReader(ctx context.Context) stateReader {
-	if o, ok := ctx.Value(overlayKey{}).(stateReader); ok {
-		return o
+// encodeState encodes a state value as JSON, numbers without reflection:
+// a whole number as an integer, as encoding/json writes it.
+func encodeState(v any) ([]byte, error) {
+	f, ok := v.(float64)
+	switch {
+	case !ok || math.IsInf(f, 0) || math.IsNaN(f):
+		return json.Marshal(v)
+	case f == math.Trunc(f) && math.Abs(f) < 1<<53 && (f != 0 || !math.Signbit(f)):
+		return strconv.AppendInt(make([]byte, 0, 8), int64(f), 10), nil
 	}
-	return f.state
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
 
 // FlowState reads a stateful flow's state while the runtime runs: the

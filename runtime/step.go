@@ -11,6 +11,11 @@ import (
 // flow's worker goroutines, concurrently for events of different keys.
 type OperatorFunc func(ctx context.Context, r Record) ([]Record, error)
 
+// oneFunc is a step that yields at most one record per record (ok is
+// false when it drops it): the steps built in but fan_out, whose records
+// then pass through without a slice each.
+type oneFunc func(ctx context.Context, r Record) (out Record, ok bool, err error)
+
 // Lookup fetches something for an enrich step by a key (by default the
 // event's key), like an entity fetcher. Its result is stored in the
 // record's Vars. Lookups are called concurrently.
@@ -27,7 +32,8 @@ type Step struct {
 	emit   EmitSpec
 	reduce ReduceSpec
 	fn     OperatorFunc
-	custom bool // made by Operator
+	one    oneFunc // in place of fn, for FilterFunc, MapFunc and EnrichFunc
+	custom bool    // made by Operator
 }
 
 // Kind returns the step's kind: filter, map, fan_out, enrich, emit,
@@ -55,12 +61,9 @@ func Filter(expr string) Step { return Step{kind: "filter", src: expr} }
 
 // FilterFunc is Filter with a Go predicate.
 func FilterFunc(keep func(ctx context.Context, r Record) (bool, error)) Step {
-	return Step{kind: "filter", fn: func(ctx context.Context, r Record) ([]Record, error) {
+	return Step{kind: "filter", one: func(ctx context.Context, r Record) (Record, bool, error) {
 		ok, err := keep(ctx, r)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return []Record{r}, nil
+		return r, ok && err == nil, err
 	}}
 }
 
@@ -70,13 +73,10 @@ func Map(expr string) Step { return Step{kind: "map", src: expr} }
 
 // MapFunc is Map with a Go function.
 func MapFunc(fn func(ctx context.Context, r Record) (any, error)) Step {
-	return Step{kind: "map", fn: func(ctx context.Context, r Record) ([]Record, error) {
+	return Step{kind: "map", one: func(ctx context.Context, r Record) (Record, bool, error) {
 		v, err := fn(ctx, r)
-		if err != nil {
-			return nil, err
-		}
 		r.Payload = v
-		return []Record{r}, nil
+		return r, err == nil, err
 	}}
 }
 
@@ -144,13 +144,13 @@ func Enrich(spec EnrichSpec) Step { return Step{kind: "enrich", enrich: spec, as
 
 // EnrichFunc is Enrich with a Go function of the record.
 func EnrichFunc(as string, fn func(ctx context.Context, r Record) (any, error)) Step {
-	return Step{kind: "enrich", as: as, fn: func(ctx context.Context, r Record) ([]Record, error) {
+	return Step{kind: "enrich", as: as, one: func(ctx context.Context, r Record) (Record, bool, error) {
 		v, err := fn(ctx, r)
 		if err != nil {
-			return nil, err
+			return r, false, err
 		}
 		r.Vars = r.withVar(as, v)
-		return []Record{r}, nil
+		return r, true, nil
 	}}
 }
 
@@ -167,9 +167,9 @@ var builtinKinds = map[string]bool{"filter": true, "map": true, "fan_out": true,
 // count, and an enrich by the event key, never do.
 func (s Step) readsPayload() bool {
 	switch {
-	case s.kind == "reduce" && s.fn == nil:
+	case s.kind == "reduce":
 		return s.reduce.Reducer != nil || s.reduce.Value != "" || s.reduce.Func != "count"
-	case s.kind == "enrich" && s.fn == nil:
+	case s.kind == "enrich" && s.one == nil:
 		return s.enrich.Key != ""
 	}
 	return true
@@ -184,14 +184,15 @@ type compiler struct {
 	sc      scope
 }
 
-// compile returns the step's operator and the scope after it.
-func (c *compiler) compile(s Step) (OperatorFunc, error) {
+// compile returns the step's operator, as a oneFunc when it yields at
+// most one record per record, and the scope after it.
+func (c *compiler) compile(s Step) (OperatorFunc, oneFunc, error) {
 	if s.as != "" {
 		if _, ok := builtinNames[s.as]; ok {
-			return nil, fmt.Errorf("as: %q is a built-in name", s.as)
+			return nil, nil, fmt.Errorf("as: %q is a built-in name", s.as)
 		}
 		if !isIdentifier(s.as) {
-			return nil, fmt.Errorf("as: %q is not an identifier", s.as)
+			return nil, nil, fmt.Errorf("as: %q is not an identifier", s.as)
 		}
 	}
 	defer func() {
@@ -199,71 +200,82 @@ func (c *compiler) compile(s Step) (OperatorFunc, error) {
 			c.sc = c.sc.with(s.as)
 		}
 	}()
-	if s.fn != nil {
+	if s.fn != nil || s.one != nil {
 		if s.custom && builtinKinds[s.kind] {
-			return nil, fmt.Errorf("%w %q: name custom operators otherwise", ErrReservedKind, s.kind)
+			return nil, nil, fmt.Errorf("%w %q: name custom operators otherwise", ErrReservedKind, s.kind)
 		}
-		return s.fn, nil
+		return s.fn, s.one, nil
 	}
+	var one oneFunc
+	var err error
 	switch s.kind {
 	case "filter":
-		p, err := compileExpr(s.src, c.sc, true)
-		if err != nil {
-			return nil, err
-		}
-		return func(_ context.Context, r Record) ([]Record, error) {
-			ok, err := p.bool(r)
-			if err != nil || !ok {
-				return nil, err
-			}
-			return []Record{r}, nil
-		}, nil
+		one, err = compileFilter(s.src, c.sc)
 	case "map":
-		p, err := compileExpr(s.src, c.sc, false)
-		if err != nil {
-			return nil, err
-		}
-		return func(_ context.Context, r Record) ([]Record, error) {
-			v, err := p.run(r)
-			if err != nil {
-				return nil, err
-			}
-			r.Payload = v
-			return []Record{r}, nil
-		}, nil
+		one, err = compileMap(s.src, c.sc)
 	case "fan_out":
-		p, err := compileExpr(s.src, c.sc, false)
-		if err != nil {
-			return nil, err
-		}
-		return func(_ context.Context, r Record) ([]Record, error) {
-			v, err := p.run(r)
-			if err != nil {
-				return nil, err
-			}
-			elems, err := elements(v)
-			if err != nil {
-				return nil, &ExprError{Expr: s.src, Err: err}
-			}
-			return fanOut(r, elems, s.as), nil
-		}, nil
+		op, err := compileFanOut(s.src, s.as, c.sc)
+		return op, nil, err
 	case "enrich":
-		return c.compileEnrich(s.enrich)
+		one, err = c.compileEnrich(s.enrich)
 	case "reduce":
-		return c.compileReduce(s.reduce)
+		one, err = c.compileReduce(s.reduce)
 	case "emit":
-		e, err := c.compileEmit(s.emit)
-		if err != nil {
-			return nil, err
+		var e *emitter
+		if e, err = c.compileEmit(s.emit); err == nil {
+			one = func(ctx context.Context, r Record) (Record, bool, error) {
+				err := e.emit(ctx, r)
+				return r, err == nil, err
+			}
 		}
-		return func(ctx context.Context, r Record) ([]Record, error) {
-			return []Record{r}, e.emit(ctx, r)
-		}, nil
+	default:
+		err = fmt.Errorf("step %q has no implementation", s.kind)
 	}
-	return nil, fmt.Errorf("step %q has no implementation", s.kind)
+	return nil, one, err
 }
 
-func (c *compiler) compileEnrich(spec EnrichSpec) (OperatorFunc, error) {
+func compileFilter(src string, sc scope) (oneFunc, error) {
+	p, err := compileExpr(src, sc, true)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ context.Context, r Record) (Record, bool, error) {
+		ok, err := p.bool(r)
+		return r, ok && err == nil, err
+	}, nil
+}
+
+func compileMap(src string, sc scope) (oneFunc, error) {
+	p, err := compileExpr(src, sc, false)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ context.Context, r Record) (Record, bool, error) {
+		v, err := p.run(r)
+		r.Payload = v
+		return r, err == nil, err
+	}, nil
+}
+
+func compileFanOut(src, as string, sc scope) (OperatorFunc, error) {
+	p, err := compileExpr(src, sc, false)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ context.Context, r Record) ([]Record, error) {
+		v, err := p.run(r)
+		if err != nil {
+			return nil, err
+		}
+		elems, err := elements(v)
+		if err != nil {
+			return nil, &ExprError{Expr: src, Err: err}
+		}
+		return fanOut(r, elems, as), nil
+	}, nil
+}
+
+func (c *compiler) compileEnrich(spec EnrichSpec) (oneFunc, error) {
 	if spec.As == "" {
 		return nil, fmt.Errorf("enrich: as is required")
 	}
@@ -278,20 +290,20 @@ func (c *compiler) compileEnrich(spec EnrichSpec) (OperatorFunc, error) {
 			return nil, err
 		}
 	}
-	return func(ctx context.Context, r Record) ([]Record, error) {
+	return func(ctx context.Context, r Record) (Record, bool, error) {
 		var k any = r.Event.Key
 		if key != nil {
 			var err error
 			if k, err = key.run(r); err != nil {
-				return nil, err
+				return r, false, err
 			}
 		}
 		v, err := lookup(ctx, k)
 		if err != nil {
-			return nil, fmt.Errorf("enrich %s: %w", spec.Lookup, err)
+			return r, false, fmt.Errorf("enrich %s: %w", spec.Lookup, err)
 		}
 		r.Vars = r.withVar(spec.As, v)
-		return []Record{r}, nil
+		return r, true, nil
 	}, nil
 }
 
