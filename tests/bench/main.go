@@ -50,7 +50,7 @@ const onlyUsage = "comma-separated variant keys to run (raw, bbolt, bbolt-batch,
 	"workload 4: flowrt-warm, flowrt-cold, bbolt-warm, bbolt-warm-nodecode, bbolt-cold, jetstream-consumer, or a store: flowrt, bbolt, jetstream; " +
 	"workload 5: raw, jetstream, flowrt; workload 7: plain, count, plain-w4, count-w4)"
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rounds  = fs.Int("count", 1, "rounds: each workload runs its variants in turn this many times and reports each one's median")
 		asJSON  = fs.Bool("json", false, "print one JSON document instead of tables")
 		cpuProf = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+		memProf = fs.String("memprofile", "", "write a heap profile (allocations since the start) to this file at the end of the run (go tool pprof -sample_index=alloc_objects)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -103,6 +104,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer stop()
+	}
+	if *memProf != "" {
+		defer func() {
+			if perr := writeHeapProfile(*memProf); perr != nil && err == nil {
+				err = perr
+			}
+		}()
 	}
 	root, err := os.MkdirTemp(*dir, "flowrt-bench-")
 	if err != nil {
@@ -191,6 +199,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeHeapProfile writes the heap profile, with every allocation since the
+// start, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("-memprofile: %w", err)
+	}
+	return f.Close()
 }
 
 // settledGoroutines waits up to wait for the goroutine count to fall back to
