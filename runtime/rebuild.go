@@ -32,7 +32,7 @@ func (rt *Runtime) compileState(def Flow, f *flow) error {
 		return err
 	}
 	f.state, f.version, f.snapEvery = st, def.StateVersion, def.SnapshotEvery
-	f.hook = &stateHook{State: st, attempts: map[uint64]*attemptState{}}
+	f.hook = newStateHook(st)
 	f.copts.Commit = f.hook
 	return nil
 }
@@ -174,12 +174,12 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		if skip[e.Seq] || !f.trigger.Match(e) {
 			return nil
 		}
-		att := newAttempt(o)
+		att := newAttempt(o, false)
 		defer att.release()
 		if err := replaySteps(ctx, steps, e, att); err != nil {
 			return fmt.Errorf("rebuild: event %d: %w", e.Seq, err)
 		}
-		for _, c := range att.list() {
+		for _, c := range att.changes {
 			o.changes[c.Key] = c.Value
 		}
 		replayed++

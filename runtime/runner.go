@@ -63,13 +63,13 @@ func (f *flow) Run(ctx context.Context) error {
 	if f.state != nil {
 		// Changes staged by an earlier run were never committed: their
 		// events are delivered again.
-		f.state.Discard()
+		f.hook.Discard()
 		if err := f.prepareState(ctx); err != nil {
 			return fmt.Errorf("flow %s: %w", f.name, err)
 		}
 		// A rebuild wrote the committed state itself: forget what reads
 		// cached of the state before it.
-		f.state.Discard()
+		f.hook.Discard()
 		stop := f.snapshotLoop()
 		defer stop()
 	}
@@ -139,7 +139,7 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	f.counters.matched.Add(1)
 	var att *attemptState
 	if f.state != nil {
-		att = newAttempt(f.state)
+		att = newAttempt(f.state, f.hook.fold != nil)
 	}
 	err := f.process(ctx, e, att)
 	switch {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"sync"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
@@ -54,51 +53,16 @@ func builtinReducer(spec ReduceSpec) (Reducer, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("reduce: limit must be positive (got %d)", spec.Limit)
 	}
-	num := func(v any, what string) (float64, error) {
-		switch n := v.(type) {
-		case float64:
-			return n, nil
-		case int:
-			return float64(n), nil
-		case int64:
-			return float64(n), nil
-		case nil:
-			return 0, nil
-		}
-		return 0, fmt.Errorf("reduce %s: %s is %T, not a number", spec.Func, what, v)
-	}
-	extreme := func(keep func(cur, v float64) bool) Reducer {
+	if n, ok := numericReducers[spec.Func]; ok {
 		return func(state any, r Record) (any, error) {
-			v, err := num(r.Payload, "value")
-			if err != nil || state == nil {
-				return v, err
-			}
-			cur, err := num(state, "state")
-			if err != nil || keep(cur, v) {
-				return cur, err
-			}
-			return v, nil
-		}
-	}
-	switch spec.Func {
-	case "count":
-		return func(state any, _ Record) (any, error) {
-			n, err := num(state, "state")
-			return n + 1, err
-		}, nil
-	case "sum":
-		return func(state any, r Record) (any, error) {
-			n, err := num(state, "state")
+			v, err := n.value(r.Payload)
 			if err != nil {
 				return nil, err
 			}
-			v, err := num(r.Payload, "value")
-			return n + v, err
+			return n.apply(state, v)
 		}, nil
-	case "min":
-		return extreme(func(cur, v float64) bool { return cur <= v }), nil
-	case "max":
-		return extreme(func(cur, v float64) bool { return cur >= v }), nil
+	}
+	switch spec.Func {
 	case "last":
 		return func(_ any, r Record) (any, error) { return r.Payload, nil }, nil
 	case "recent":
@@ -114,97 +78,62 @@ func builtinReducer(spec ReduceSpec) (Reducer, error) {
 	return nil, fmt.Errorf("reduce: unknown reducer %q (want count, sum, min, max, last or recent)", spec.Func)
 }
 
-// attemptState holds the state changes of one attempt at one event. They
-// are staged only if the attempt succeeds. State is per event key, so an
-// attempt changes one key, however many parts its event fans out to;
-// the slice allows for more all the same.
-type attemptState struct {
-	from    stateReader // the state before the attempt
-	mu      sync.Mutex
-	changes []snapshot.Change
-	first   [1]snapshot.Change // changes' array for the first key
+// numericReducer is a built-in reducer of numbers.
+type numericReducer struct {
+	name   string
+	valued bool // it reduces a value: all but count
+	// step returns the new state from the current one (has is false when
+	// the key has none) and the value.
+	step func(state float64, has bool, v float64) float64
 }
 
-// attempts recycles attemptStates: a stateful flow makes one per event.
-var attempts = sync.Pool{New: func() any { return new(attemptState) }}
-
-// newAttempt returns an attempt that reads the state from from: the live
-// State, or a rebuild's overlay.
-func newAttempt(from stateReader) *attemptState {
-	a := attempts.Get().(*attemptState)
-	a.from, a.changes = from, a.first[:0]
-	return a
-}
-
-// release returns a to the pool; no record may use it after.
-func (a *attemptState) release() {
-	clear(a.first[:])
-	a.from, a.changes = nil, nil
-	attempts.Put(a)
-}
-
-func (a *attemptState) get(key string) ([]byte, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, c := range a.changes {
-		if c.Key == key {
-			return c.Value, true
+var numericReducers = map[string]numericReducer{
+	"count": {name: "count", step: func(state float64, _ bool, _ float64) float64 { return state + 1 }},
+	"sum":   {name: "sum", valued: true, step: func(state float64, _ bool, v float64) float64 { return state + v }},
+	"min": {name: "min", valued: true, step: func(state float64, has bool, v float64) float64 {
+		if has && state <= v {
+			return state
 		}
-	}
-	return nil, false
-}
-
-func (a *attemptState) set(key string, v []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i := range a.changes {
-		if a.changes[i].Key == key {
-			a.changes[i].Value = v
-			return
+		return v
+	}},
+	"max": {name: "max", valued: true, step: func(state float64, has bool, v float64) float64 {
+		if has && state >= v {
+			return state
 		}
+		return v
+	}},
+}
+
+// value returns the number a record's value reduces: nil counts as 0, and
+// count reads none.
+func (n numericReducer) value(v any) (float64, error) {
+	if !n.valued {
+		return 0, nil
 	}
-	a.changes = append(a.changes, snapshot.Change{Key: key, Value: v})
+	return n.number(v, "value")
 }
 
-// list returns the changes, in the order their keys were first set. The
-// slice is a's: it is valid until a is released.
-func (a *attemptState) list() []snapshot.Change {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.changes
-}
-
-// stateHook is a stateful flow's consumer.OutcomeHook: the State commits
-// with the floor, and an attempt's changes are staged once the consumer
-// has acked the attempt.
-type stateHook struct {
-	*snapshot.State
-	mu       sync.Mutex
-	attempts map[uint64]*attemptState
-}
-
-var _ consumer.OutcomeHook = (*stateHook)(nil)
-
-func (h *stateHook) keep(seq uint64, att *attemptState) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.attempts[seq] = att
-}
-
-// Outcome stages the changes of an acked attempt (Stage copies them); a
-// failed one's are dropped.
-func (h *stateHook) Outcome(seq uint64, acked bool) {
-	h.mu.Lock()
-	att := h.attempts[seq]
-	delete(h.attempts, seq)
-	h.mu.Unlock()
-	if att == nil {
-		return
+// apply returns the state after reducing v into state (nil for none).
+func (n numericReducer) apply(state any, v float64) (any, error) {
+	cur, err := n.number(state, "state")
+	if err != nil {
+		return nil, err
 	}
-	if acked {
-		h.Stage(seq, att.list())
+	return n.step(cur, state != nil, v), nil
+}
+
+func (n numericReducer) number(v any, what string) (float64, error) {
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case nil:
+		return 0, nil
 	}
-	att.release()
+	return 0, fmt.Errorf("reduce %s: %s is %T, not a number", n.name, what, v)
 }
 
 // stateReader is where a reduce step reads the current state: the live
@@ -232,6 +161,12 @@ func (c *compiler) compileReduce(spec ReduceSpec) (oneFunc, error) {
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
+	// A built-in numeric reducer whose result no later step reads is
+	// folded by the commits (see state_hook.go).
+	num, numeric := numericReducers[spec.Func]
+	if f := c.flowRef; f != nil && f.hook != nil && spec.Reducer == nil && spec.As == "" && numeric {
+		f.hook.fold = &num
+	}
 	return func(ctx context.Context, r Record) (Record, bool, error) {
 		att := r.att
 		if att == nil {
@@ -245,6 +180,22 @@ func (c *compiler) compileReduce(spec ReduceSpec) (oneFunc, error) {
 			// journal keeps no empty key: such an event cannot apply.
 			return r, false, consumer.Permanent(errors.New("reduce: the event has no key, and state is per key"))
 		}
+		in := r
+		if value != nil {
+			v, err := value.run(r)
+			if err != nil {
+				return r, false, err
+			}
+			in.Payload = v
+		}
+		if att.fold {
+			v, err := num.value(in.Payload)
+			if err != nil {
+				return r, false, err
+			}
+			att.ops = append(att.ops, reduction{key: k, value: v})
+			return r, true, nil
+		}
 		cur, ok := att.get(k)
 		if !ok {
 			var err error
@@ -255,14 +206,6 @@ func (c *compiler) compileReduce(spec ReduceSpec) (oneFunc, error) {
 		state, err := decodeState(cur)
 		if err != nil {
 			return r, false, fmt.Errorf("reduce: decode state %q: %w", k, err)
-		}
-		in := r
-		if value != nil {
-			v, err := value.run(r)
-			if err != nil {
-				return r, false, err
-			}
-			in.Payload = v
 		}
 		next, err := red(state, in)
 		if err != nil {
@@ -375,7 +318,7 @@ func (rt *Runtime) State(flow string) (*FlowState, error) {
 
 // Get returns key's current state, decoded from JSON.
 func (s *FlowState) Get(key string) (value any, ok bool, err error) {
-	v, ok, err := s.f.state.Get(key)
+	v, ok, err := s.f.hook.Get(key)
 	if err != nil || !ok {
 		return nil, ok, err
 	}
@@ -392,7 +335,7 @@ type StateEntry struct {
 // Items returns every key starting with prefix ("" for all) and its
 // current state, in key order.
 func (s *FlowState) Items(prefix string) ([]StateEntry, error) {
-	entries, err := s.f.state.Items(prefix)
+	entries, err := s.f.hook.Items(prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -305,3 +305,89 @@ func TestOperatorRefusesBuiltinKinds(t *testing.T) {
 	}})
 	require.ErrorIs(t, err, runtime.ErrReservedKind)
 }
+
+// A reduce step either applies its reducer on the worker (As, a Go
+// reducer, a rebuild) or leaves built-in numeric reductions to the commit
+// that covers them (folded). Both must read and commit the same state.
+func TestFoldedAndAppliedStateAgree(t *testing.T) {
+	tests := []struct {
+		name string
+		spec runtime.ReduceSpec
+	}{
+		{"folded", runtime.ReduceSpec{Func: "sum", Value: "data.total"}},
+		{"applied", runtime.ReduceSpec{Func: "sum", Value: "data.total", As: "total"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			failures := 3
+			sink := newCollector()
+			sink.fail = func(d runtime.Delivery) error {
+				if failures > 0 {
+					failures--
+					return errors.New("not yet")
+				}
+				return nil
+			}
+			rt := start(t, l, nil, runtime.Flow{
+				Name:  "totals",
+				On:    runtime.On("order.*"),
+				Steps: []runtime.Step{runtime.Reduce(tt.spec)},
+				Sinks: []runtime.Sink{sink},
+				// No commit while the events are read: reads see them all
+				// the same.
+				Consumer: &consumer.Options{CommitInterval: time.Hour, CommitEvery: 1 << 20,
+					Retry: consumer.Retry{Base: time.Millisecond, Max: time.Millisecond}},
+			})
+			orders(t, l, 10)
+			sink.await(t, 10)
+			st, err := rt.State("totals")
+			require.NoError(t, err)
+			want := []runtime.StateEntry{{Key: "c0", Value: 22.0}, {Key: "c1", Value: 15.0}, {Key: "c2", Value: 18.0}}
+			require.Eventually(t, func() bool {
+				items, err := st.Items("")
+				return err == nil && assert.ObjectsAreEqual(want, items)
+			}, 10*time.Second, time.Millisecond, "every acked event is read before any commit")
+			v, ok, err := st.Get("c1")
+			require.NoError(t, err)
+			require.True(t, ok)
+			assert.Equal(t, 15.0, v)
+			assert.Empty(t, stateOf(t, l, "totals"), "nothing committed yet")
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, rt.Stop(ctx))
+			assert.Equal(t, map[string]string{"c0": "22", "c1": "15", "c2": "18"}, stateOf(t, l, "totals"), "the stop commits it")
+		})
+	}
+}
+
+// A state that is not the reducer's (it changed without a new
+// StateVersion) stops a folded flow: nothing is committed past it.
+func TestFoldedStateOfAnotherReducerFailsTheFlow(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	require.NoError(t, l.Update(func(tx *eventlog.Tx) error {
+		return snapshot.Put(tx, "counts", snapshot.Change{Key: "c0", Value: []byte(`"a string"`)})
+	}))
+	orders(t, l, 3)
+	rt, err := runtime.New(l, &runtime.Options{Supervisor: &supervisor.Options{Restart: supervisor.RestartPolicy{Base: time.Millisecond, MaxRestarts: 1}}})
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(runtime.Flow{
+		Name:  "counts",
+		On:    runtime.On("order.*"),
+		Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count"})},
+		Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = rt.RunUntilIdle(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `key "c0": reduce count: state is string, not a number`)
+	assert.Contains(t, err.Error(), "StateVersion")
+	require.NoError(t, l.View(func(tx *eventlog.Tx) error {
+		offset, _, err := tx.Offset(eventlog.DefaultStream, "counts")
+		assert.Zero(t, offset, "the floor did not pass the events")
+		return err
+	}))
+	assert.Equal(t, map[string]string{"c0": `"a string"`}, stateOf(t, l, "counts"))
+}

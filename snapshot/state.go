@@ -243,6 +243,18 @@ func (s *State) Committed(floor uint64, done []uint64) {
 // committed value. ok is false when the key has no value. The value must
 // not be modified.
 func (s *State) Get(key string) (value []byte, ok bool, err error) {
+	return s.get(key, s.j.View)
+}
+
+// GetTx is Get for a commit hook, inside the commit's transaction: it
+// reads what the cache does not know through tx, instead of a transaction
+// of its own.
+func (s *State) GetTx(tx *eventlog.Tx, key string) (value []byte, ok bool, err error) {
+	return s.get(key, func(fn func(*eventlog.Tx) error) error { return fn(tx) })
+}
+
+// get is Get, reading the journal through view.
+func (s *State) get(key string, view func(func(*eventlog.Tx) error) error) (value []byte, ok bool, err error) {
 	value, ok, found := s.cached(key)
 	if found {
 		return value, ok, nil
@@ -254,14 +266,14 @@ func (s *State) Get(key string) (value []byte, ok bool, err error) {
 	if fill {
 		// The first miss loads every committed value in one pass, instead
 		// of a read transaction per key.
-		if err := s.fill(gen); err != nil {
+		if err := s.fill(gen, view); err != nil {
 			return nil, false, err
 		}
 		if value, ok, found := s.cached(key); found {
 			return value, ok, nil
 		}
 	}
-	value, err = s.read(key)
+	value, err = s.read(key, view)
 	if err != nil {
 		return nil, false, err
 	}
@@ -275,9 +287,9 @@ func (s *State) Get(key string) (value []byte, ok bool, err error) {
 }
 
 // read returns key's committed value. Its own function, so that the
-// transaction's closure does not move Get's results to the heap.
-func (s *State) read(key string) (value []byte, err error) {
-	err = s.j.View(func(tx *eventlog.Tx) error {
+// transaction's closure does not move get's results to the heap.
+func (s *State) read(key string, view func(func(*eventlog.Tx) error) error) (value []byte, err error) {
+	err = view(func(tx *eventlog.Tx) error {
 		b, err := s.bucket(tx)
 		if err != nil || b == nil {
 			return err
@@ -309,11 +321,11 @@ func (s *State) cached(key string) (value []byte, ok, found bool) {
 // number more than cacheLimit. Values committed meanwhile are newer than
 // those it read, and are kept; a Discard meanwhile (gen changed) drops
 // what it read.
-func (s *State) fill(gen uint64) error {
+func (s *State) fill(gen uint64, view func(func(*eventlog.Tx) error) error) error {
 	var keys []string
 	var values [][]byte
 	all := true
-	err := s.j.View(func(tx *eventlog.Tx) error {
+	err := view(func(tx *eventlog.Tx) error {
 		b, err := s.bucket(tx)
 		if err != nil || b == nil {
 			return err

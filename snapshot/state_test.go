@@ -195,3 +195,22 @@ func TestStateReadsWhatIsCommitted(t *testing.T) {
 		})
 	}
 }
+
+func TestStateGetTxReadsInsideTheCommit(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	require.NoError(t, l.Update(func(tx *eventlog.Tx) error { return snapshot.Put(tx, "st", set("a", "1")) }))
+	s, err := snapshot.Open(l, "st")
+	require.NoError(t, err)
+	s.Stage(1, []snapshot.Change{set("b", "2")})
+	require.NoError(t, l.Update(func(tx *eventlog.Tx) error {
+		for key, want := range map[string]string{"a": "1", "b": "2", "c": ""} {
+			v, ok, err := s.GetTx(tx, key)
+			require.NoError(t, err)
+			assert.Equal(t, want != "", ok, key)
+			assert.Equal(t, want, string(v), key)
+		}
+		return s.Commit(tx, 1, nil)
+	}))
+	s.Committed(1, nil)
+	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, committed(t, l, "st"))
+}
