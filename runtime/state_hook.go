@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"sync"
@@ -21,8 +22,9 @@ import (
 //     errors then fail the event.
 //   - Folded: the step only checks and keeps the value reduced; an acked
 //     attempt's reductions queue in the hook, and the commit that covers
-//     them folds them into the state. The built-in reducers run this way
-//     when nothing reads their result: the worker neither reads nor
+//     them folds them into the state. The built-in numeric reducers (count,
+//     sum, min, max: commutative, and unable to fail on a number) run this
+//     way when nothing reads their result: the worker neither reads nor
 //     encodes state, and a key's state is decoded and encoded once per
 //     commit instead of once per event.
 //
@@ -101,12 +103,15 @@ type stateHook struct {
 
 	mu       sync.Mutex
 	attempts map[uint64]*attemptState
-	queue    []reduction // acked reductions not yet folded, in the order acked
-	spare    []reduction // the array of the queue a commit folded, for the next one
+	queue    reductionQueue // acked reductions not yet folded, in the order acked
 
 	// foldMu serializes commits (and Discard); foldQueue's buffers are
 	// kept from one to the next.
 	foldMu sync.Mutex
+	// viewMu is held by a fold from when it takes the queue until it has
+	// staged what it took, and by reads, so that they never see the
+	// reductions in neither place, nor in both.
+	viewMu sync.RWMutex
 	failed error // a fold failed: every commit fails until Discard
 	index  map[string]int
 	folds  []keyFold
@@ -133,7 +138,7 @@ func (h *stateHook) Outcome(seq uint64, acked bool) {
 	if acked && att != nil {
 		for _, op := range att.ops {
 			op.seq = seq
-			h.queue = append(h.queue, op)
+			h.queue.push(op)
 		}
 	}
 	h.mu.Unlock()
@@ -152,7 +157,7 @@ func (h *stateHook) Discard() {
 	h.foldMu.Lock()
 	defer h.foldMu.Unlock()
 	h.mu.Lock()
-	h.queue = nil
+	h.queue.reset()
 	h.mu.Unlock()
 	h.failed = nil
 	h.State.Discard()
@@ -181,17 +186,19 @@ func (h *stateHook) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 
 var errFoldUnfinished = errors.New("flowrt/runtime: folding reductions into the state did not finish")
 
-// foldQueue stages, for each key, its queued reductions that a commit of
-// floor and done covers, folded into one value at the last one's
-// sequence. The events of a key are acked in sequence order, so those a
-// commit covers come first; the others stay queued for a later commit. A
-// key whose queue mixes them otherwise (a dead letter redelivered behind
-// later events of its key) has each of its reductions staged at its own
-// sequence, as an applied reduce would have.
+// foldQueue stages, for each key, the queued reductions that a commit of
+// floor and done covers, folded into the key's current state, at the last
+// one's sequence; the others stay queued for a later commit. A key's
+// staged value is always covered by the commit that follows its staging
+// (the floor only grows), so it is the base the next fold starts from.
+// The folded reducers are commutative, so covered reductions queued behind
+// ones that are not (a dead letter redelivered behind later events of its
+// key) fold the same.
 func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) error {
+	h.viewMu.Lock()
+	defer h.viewMu.Unlock()
 	h.mu.Lock()
-	queue := h.queue
-	h.queue, h.spare = h.spare[:0], nil // what is acked meanwhile
+	queue := h.queue.take() // what is acked meanwhile queues anew
 	h.mu.Unlock()
 	if len(queue) == 0 {
 		return nil
@@ -206,104 +213,54 @@ func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) erro
 		h.folds = folds[:0]
 	}()
 	var rest []reduction
-	mixed := false
-	for _, op := range queue {
-		i, ok := h.index[op.key]
-		if !ok {
-			i = len(folds)
-			h.index[op.key] = i
-			folds = append(folds, keyFold{key: op.key})
-		}
-		kf := &folds[i]
-		switch {
-		case !covers(op.seq, floor, done):
-			kf.held = true
+	for op := range allOf(queue) {
+		if !covers(op.seq, floor, done) {
 			rest = append(rest, op)
-		case kf.held:
-			kf.mixed, mixed = true, true
-		default:
-			if !kf.read {
-				cur, _, err := h.GetTx(tx, op.key)
-				if err == nil {
-					kf.v, kf.has, err = h.number(op.key, cur)
-				}
-				if err != nil {
-					return err
-				}
-				kf.read = true
-			}
-			kf.v, kf.has, kf.last = h.fold.step(kf.v, kf.has, op.value), true, op.seq
-		}
-	}
-	var err error
-	for i := range folds {
-		kf := &folds[i]
-		if kf.mixed || !kf.read {
 			continue
 		}
-		enc, eerr := encodeState(kf.v)
-		if eerr != nil {
-			err = fmt.Errorf("reduce: encode state %q: %w", kf.key, eerr)
-			break
+		i, ok := h.index[op.key]
+		if !ok {
+			cur, _, err := h.GetTx(tx, op.key)
+			if err != nil {
+				return fmt.Errorf("reduce: read state %q: %w", op.key, err)
+			}
+			v, has, err := h.number(op.key, cur)
+			if err != nil {
+				return err
+			}
+			i = len(folds)
+			h.index[op.key] = i
+			folds = append(folds, keyFold{key: op.key, v: v, has: has})
+		}
+		kf := &folds[i]
+		kf.v, kf.has, kf.last = h.fold.step(kf.v, kf.has, op.value), true, op.seq
+	}
+	for _, kf := range folds {
+		enc, err := encodeState(kf.v)
+		if err != nil {
+			return fmt.Errorf("reduce: encode state %q: %w", kf.key, err)
 		}
 		h.Stage(kf.last, []snapshot.Change{{Key: kf.key, Value: enc}})
 	}
-	if mixed && err == nil {
-		rest, err = h.stageMixed(tx, queue, folds, rest)
-	}
-	if err == nil {
-		h.requeue(queue, rest)
-	}
-	return err
+	h.requeue(queue, rest)
+	return nil
 }
 
 // keyFold is what foldQueue knows of one key.
 type keyFold struct {
-	key   string
-	v     float64 // the state, with the covered reductions folded in
-	has   bool    // the key has a state
-	read  bool    // v holds the state read, and the reductions folded
-	last  uint64  // the sequence of the last reduction folded
-	held  bool    // a reduction the commit does not cover was met
-	mixed bool    // and then one it covers
-}
-
-// stageMixed stages each reduction of the keys foldQueue found mixed at its
-// own sequence, from the state read, and returns rest without them.
-func (h *stateHook) stageMixed(tx *eventlog.Tx, queue []reduction, folds []keyFold, rest []reduction) ([]reduction, error) {
-	isMixed := func(key string) bool { return folds[h.index[key]].mixed }
-	cur := make(map[string][]byte)
-	for _, op := range queue {
-		if !isMixed(op.key) {
-			continue
-		}
-		v, ok := cur[op.key]
-		if !ok {
-			var err error
-			if v, _, err = h.GetTx(tx, op.key); err != nil {
-				return rest, fmt.Errorf("reduce: read state %q: %w", op.key, err)
-			}
-		}
-		v, err := h.foldValue(op.key, v, []reduction{op})
-		if err != nil {
-			return rest, err
-		}
-		cur[op.key] = v
-		h.Stage(op.seq, []snapshot.Change{{Key: op.key, Value: v}})
-	}
-	return slices.DeleteFunc(rest, func(op reduction) bool { return isMixed(op.key) }), nil
+	key  string
+	v    float64 // the state, with the covered reductions folded in
+	has  bool    // the key has a state
+	last uint64  // the sequence of the last reduction folded
 }
 
 // requeue puts rest, the reductions a commit left, back at the head of
-// the queue, and keeps queue's array for the next commit's arrivals.
-func (h *stateHook) requeue(queue, rest []reduction) {
+// the queue, and recycles the arrays of queue, the part it took.
+func (h *stateHook) requeue(queue [][]reduction, rest []reduction) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(rest) > 0 {
-		h.queue = append(rest, h.queue...)
-	}
-	clear(queue)
-	h.spare = queue[:0]
+	h.queue.recycle(queue)
+	h.queue.prepend(rest)
 }
 
 // number decodes key's state for the built-in numeric reducer.
@@ -347,13 +304,15 @@ func (h *stateHook) foldValue(key string, cur []byte, ops []reduction) ([]byte, 
 // Get returns key's state as the events acked so far made it: the State's
 // value with the key's queued reductions folded in.
 func (h *stateHook) Get(key string) ([]byte, bool, error) {
+	h.viewMu.RLock()
+	defer h.viewMu.RUnlock()
 	v, ok, err := h.State.Get(key)
 	if err != nil || h.fold == nil {
 		return v, ok, err
 	}
 	h.mu.Lock()
 	var ops []reduction
-	for _, op := range h.queue {
+	for op := range allOf(h.queue.chunks) {
 		if op.key == key {
 			ops = append(ops, op)
 		}
@@ -369,9 +328,11 @@ func (h *stateHook) Get(key string) ([]byte, bool, error) {
 // Items returns every key starting with prefix and its state, in key
 // order, as Get does.
 func (h *stateHook) Items(prefix string) ([]snapshot.Entry, error) {
+	h.viewMu.RLock()
+	defer h.viewMu.RUnlock()
 	byKey := make(map[string][]reduction)
 	h.mu.Lock()
-	for _, op := range h.queue {
+	for op := range allOf(h.queue.chunks) {
 		if strings.HasPrefix(op.key, prefix) {
 			byKey[op.key] = append(byKey[op.key], op)
 		}
@@ -398,4 +359,79 @@ func (h *stateHook) Items(prefix string) ([]snapshot.Entry, error) {
 	}
 	slices.SortFunc(entries, func(a, b snapshot.Entry) int { return strings.Compare(a.Key, b.Key) })
 	return entries, nil
+}
+
+// queueChunk is how many reductions one array of a reductionQueue holds.
+const queueChunk = 4096
+
+// reductionQueue holds reductions in order, in arrays of queueChunk that
+// it reuses: a push never copies what is queued, and a queue that is
+// folded and refilled allocates nothing.
+type reductionQueue struct {
+	chunks [][]reduction // in order; every one but the last may be partial
+	free   [][]reduction // empty arrays to reuse
+}
+
+func (q *reductionQueue) push(op reduction) {
+	n := len(q.chunks)
+	if n == 0 || len(q.chunks[n-1]) == cap(q.chunks[n-1]) {
+		q.chunks = append(q.chunks, q.chunk())
+		n++
+	}
+	q.chunks[n-1] = append(q.chunks[n-1], op)
+}
+
+func (q *reductionQueue) chunk() []reduction {
+	if n := len(q.free); n > 0 {
+		c := q.free[n-1]
+		q.free = q.free[:n-1]
+		return c
+	}
+	return make([]reduction, 0, queueChunk)
+}
+
+// take empties the queue and returns what it held.
+func (q *reductionQueue) take() [][]reduction {
+	chunks := q.chunks
+	q.chunks = nil
+	return chunks
+}
+
+// prepend puts ops before what the queue holds.
+func (q *reductionQueue) prepend(ops []reduction) {
+	if len(ops) == 0 {
+		return
+	}
+	later := q.chunks
+	q.chunks = nil
+	for _, op := range ops {
+		q.push(op)
+	}
+	q.chunks = append(q.chunks, later...)
+}
+
+// recycle keeps the arrays of chunks, which take returned, for reuse.
+func (q *reductionQueue) recycle(chunks [][]reduction) {
+	for _, c := range chunks {
+		clear(c)
+		q.free = append(q.free, c[:0])
+	}
+}
+
+// reset empties the queue.
+func (q *reductionQueue) reset() {
+	q.recycle(q.take())
+}
+
+// allOf iterates over the reductions of chunks, in order.
+func allOf(chunks [][]reduction) iter.Seq[reduction] {
+	return func(yield func(reduction) bool) {
+		for _, c := range chunks {
+			for _, op := range c {
+				if !yield(op) {
+					return
+				}
+			}
+		}
+	}
 }
