@@ -161,7 +161,7 @@ func (c *flowState) notes(rep *workloadReport, selected []stateVariant, rounds [
 	notes := []string{
 		"each run: the prefilled journal reopened, a new runtime with one new flow (consumer defaults: ack floor committed " +
 			"every 100 ms or 100,000 events); timed from rt.Start until its committed floor (rt.Stats, polled every 1 ms) is the last event",
-		"the last commit waits for the consumer's 100 ms tick, so run times fall on 100 ms steps: the in-memory figures below are not stepped",
+		"a consumer whose floor reaches the stream's last event commits within 10 ms (CommitInterval/10): the in-memory figures below leave that wait out",
 		"× ref: events/s ÷ \"flow, no state\" (1 worker); file B/rec: the whole journal after the run ÷ events",
 		fmt.Sprintf("every counting run checked after its stop: its committed state (snapshot.Read) has a count for each key "+
 			"equal to its events, summing to %d", c.n),
