@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -366,4 +367,82 @@ func TestRetentionGapCostsNothing(t *testing.T) {
 	waitFloor(t, r2, 3000)
 	shutdown(t, r2, errc)
 	require.Equal(t, seqRange(2990, 3000), rec.acked())
+}
+
+// commitFloors is a CommitHook that remembers the last floor committed.
+type commitFloors struct{ floor atomic.Uint64 }
+
+func (c *commitFloors) Commit(*eventlog.Tx, uint64, []uint64) error { return nil }
+func (c *commitFloors) Committed(floor uint64, _ []uint64) {
+	for {
+		cur := c.floor.Load()
+		if floor <= cur || c.floor.CompareAndSwap(cur, floor) {
+			return
+		}
+	}
+}
+
+// TestRedeliveryWithACommitHookRunsAlone: for a Reader whose commits carry
+// effects (flow state), a redelivered dead letter runs only once nothing
+// else is in flight and every event done is committed, so that the
+// transaction clearing it commits exactly its own effect.
+func TestRedeliveryWithACommitHookRunsAlone(t *testing.T) {
+	l := openLog(t)
+	appendKeys(t, l, "k")
+	hook := &commitFloors{}
+	var running, maxDone atomic.Int64
+	var redelivered atomic.Bool
+	type seen struct{ alone, covered bool }
+	at := make(chan seen, 1)
+	h := func(_ context.Context, e eventlog.Event) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		if e.Seq == 1 {
+			if !redelivered.Load() {
+				return consumer.Permanent(errTransient)
+			}
+			at <- seen{alone: n == 1, covered: hook.floor.Load() >= uint64(maxDone.Load())}
+			return nil
+		}
+		time.Sleep(time.Millisecond) // keeps events in flight
+		for {
+			cur := maxDone.Load()
+			if int64(e.Seq) <= cur || maxDone.CompareAndSwap(cur, int64(e.Seq)) {
+				break
+			}
+		}
+		return nil
+	}
+	r := openReader(t, l, "c", &consumer.Options{Workers: 4, CommitInterval: 20 * time.Millisecond, Commit: hook,
+		Retry: consumer.Retry{MaxAttempts: 1}})
+	errc := start(r, h)
+	waitFor(t, "event 1 dead-lettered", func() bool { return len(deadLetterSeqs(t, l, "c", consumer.Range{})) == 1 })
+
+	stop := make(chan struct{})
+	appended := make(chan struct{})
+	go func() { // later events of its key and others keep coming
+		defer close(appended)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			evs := []eventlog.Event{{Type: "test.event", Key: "k"}, {Type: "test.event", Key: fmt.Sprint("o", i%7)}, {Type: "test.event", Key: "k"}}
+			if _, err := l.Append(stream, evs...); err != nil {
+				return // the test fails on what it then misses
+			}
+		}
+	}()
+	waitFor(t, "events in flight", func() bool { return running.Load() > 0 })
+	redelivered.Store(true)
+	_, err := consumer.Redeliver(l, stream, "c", consumer.Range{From: 1, To: 2})
+	require.NoError(t, err)
+	got := waitClosed(t, "the redelivery", at)
+	close(stop)
+	<-appended
+	require.True(t, got.alone, "no other event in flight")
+	require.True(t, got.covered, "every event done is committed")
+	waitFor(t, "the dead letter cleared", func() bool { return len(deadLetterSeqs(t, l, "c", consumer.Range{})) == 0 })
+	shutdown(t, r, errc)
 }

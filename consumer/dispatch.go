@@ -143,10 +143,13 @@ type dispatcher struct {
 	batches      []*batch // batches with a worker
 	spare        *batch   // formed for an idle worker, until one takes it
 	state        persistedState
-	redelivering map[uint64]bool
-	lastKick     uint64
-	lastKickAt   time.Time
-	idleTimer    *time.Timer // armed to commit a caught-up floor soon
+	redelivering map[uint64]bool // redeliveries picked up and not done: parked, or out
+	// parked holds, for a Reader with a commit hook, the redeliveries not
+	// yet released (releaseRedelivery).
+	parked     []*item
+	lastKick   uint64
+	lastKickAt time.Time
+	idleTimer  *time.Timer // armed to commit a caught-up floor soon
 }
 
 func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<- *batch, results <-chan *batch, kick chan<- struct{}, commitFailed <-chan error) error {
@@ -198,10 +201,15 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 		}
 	}
 	for {
-		d.admit()
+		paused := len(d.redelivering) > 0 && opts.Commit != nil
+		if paused {
+			d.releaseRedelivery(kick)
+		} else {
+			d.admit()
+		}
 		d.armTimer(timer)
 		var inC <-chan fetched
-		if accepting && len(d.backlog) == 0 && d.win.size() < opts.MaxInFlight {
+		if accepting && !paused && len(d.backlog) == 0 && d.win.size() < opts.MaxInFlight {
 			inC = in
 		}
 		// A batch is formed only for a worker known to be idle, after its
@@ -462,6 +470,26 @@ func (d *dispatcher) complete(seq uint64) {
 	if d.win.complete(seq) {
 		d.r.floor.Store(d.win.floor)
 	}
+}
+
+// releaseRedelivery lets a parked redelivery run once the Reader has
+// nothing else in flight and its floor is committed, one at a time, while
+// the loop admits no new event. A commit hook then never sees a
+// redelivered event, below the floor, done among later events of its key
+// that no commit covers yet, nor two commits of redeliveries at once: the
+// state it commits with the dead letter's clearing is exactly what it was
+// plus that event.
+func (d *dispatcher) releaseRedelivery(kick chan<- struct{}) {
+	if len(d.parked) == 0 || len(d.parked) < len(d.redelivering) || d.win.size() > 0 {
+		return // one is out, or events are
+	}
+	if d.r.committed.Load() < d.win.floor {
+		d.maybeKick(kick, onInterval) // commit what is done first
+		return
+	}
+	it := d.parked[0]
+	d.parked = d.parked[1:]
+	d.makeReady(it)
 }
 
 // kickReason says why the dispatcher considers a commit.

@@ -43,7 +43,8 @@ func (r *Reader) loadState(floor uint64) (persistedState, error) {
 
 // pollRedeliveries picks up dead letters queued for redelivery. They run
 // outside the window (the floor passed them long ago) and hold their key
-// like any event.
+// like any event; for a Reader with a commit hook they wait, parked, for
+// their turn alone (releaseRedelivery).
 func (d *dispatcher) pollRedeliveries() {
 	room := d.r.opts.MaxInFlight - len(d.redelivering)
 	if room <= 0 {
@@ -79,6 +80,10 @@ func (d *dispatcher) pollRedeliveries() {
 	for _, it := range items {
 		d.redelivering[it.ev.Seq] = true
 		it.due = time.Time{}
+		if d.r.opts.Commit != nil {
+			d.parked = append(d.parked, it) // see releaseRedelivery
+			continue
+		}
 		d.makeReady(it)
 	}
 }
