@@ -36,6 +36,10 @@ var (
 	ErrUnknownSink = errors.New("flowrt/runtime: unknown sink")
 )
 
+// errFoldUnfinished fails the commits of a stateful flow whose fold of
+// reductions was cut short, by a panic, until the flow restarts.
+var errFoldUnfinished = errors.New("flowrt/runtime: folding reductions into the state did not finish")
+
 // FlowError lists every problem Add found in one flow.
 type FlowError struct {
 	Flow string

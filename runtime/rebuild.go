@@ -174,7 +174,7 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		if skip[e.Seq] || !f.trigger.Match(e) {
 			return nil
 		}
-		att := newAttempt(o, false)
+		att := newAttempt(o)
 		defer att.release()
 		if err := replaySteps(ctx, steps, e, att); err != nil {
 			return fmt.Errorf("rebuild: event %d: %w", e.Seq, err)

@@ -61,14 +61,13 @@ type flowCounters struct {
 // flow is shut down.
 func (f *flow) Run(ctx context.Context) error {
 	if f.state != nil {
-		// Changes staged by an earlier run were never committed: their
-		// events are delivered again.
-		f.hook.Discard()
 		if err := f.prepareState(ctx); err != nil {
 			return fmt.Errorf("flow %s: %w", f.name, err)
 		}
-		// A rebuild wrote the committed state itself: forget what reads
-		// cached of the state before it.
+		// Changes staged and reductions queued by an earlier run were
+		// never committed: their events are delivered again. A rebuild
+		// wrote the committed state itself: forget what reads cached of
+		// the state before it.
 		f.hook.Discard()
 		stop := f.snapshotLoop()
 		defer stop()
@@ -139,15 +138,15 @@ func (f *flow) handle(ctx context.Context, e eventlog.Event) error {
 	f.counters.matched.Add(1)
 	var att *attemptState
 	if f.state != nil {
-		att = newAttempt(f.state, f.hook.fold != nil)
+		att = f.hook.attempt()
 	}
 	err := f.process(ctx, e, att)
 	switch {
 	case att == nil:
 	case err == nil || err == errFiltered:
 		// Kept until the consumer says the attempt is acked (not, say,
-		// past its timeout); the hook then stages the changes, before the
-		// floor can pass the event.
+		// past its timeout); the hook then stages its changes, or queues
+		// its reductions, before the floor can pass the event.
 		f.hook.keep(e.Seq, att)
 	default:
 		att.release()

@@ -125,6 +125,9 @@ func (n numericReducer) apply(state any, v float64) (any, error) {
 func (n numericReducer) number(v any, what string) (float64, error) {
 	switch x := v.(type) {
 	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return 0, fmt.Errorf("reduce %s: %s is %v, not a finite number", n.name, what, x)
+		}
 		return x, nil
 	case int:
 		return float64(x), nil

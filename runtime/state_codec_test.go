@@ -67,3 +67,22 @@ func FuzzStateCodec(f *testing.F) {
 		}
 	})
 }
+
+func TestNumericReducersRefuseWhatIsNotAFiniteNumber(t *testing.T) {
+	tests := []struct {
+		name  string
+		value any
+		want  string
+	}{
+		{"string", "7", "reduce sum: value is string, not a number"},
+		{"infinity", math.Inf(1), "reduce sum: value is +Inf, not a finite number"},
+		{"not a number", math.NaN(), "reduce sum: value is NaN, not a finite number"},
+	}
+	sum := numericReducers["sum"]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := sum.value(tt.value)
+			require.EqualError(t, err, tt.want)
+		})
+	}
+}

@@ -1,12 +1,11 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
@@ -17,16 +16,16 @@ import (
 //
 //   - Applied: the step reads the key's state, applies the reducer and
 //     keeps the new value in the attempt; an acked attempt's values are
-//     staged in the State. A Go Reducer, a reduce whose result a later
-//     step reads (As), and every rebuild run this way: the reducer's
-//     errors then fail the event.
+//     staged in the State. last, recent, a Go Reducer, a reduce whose
+//     result a later step reads (As), and every rebuild run this way: the
+//     reducer's errors then fail the event.
 //   - Folded: the step only checks and keeps the value reduced; an acked
 //     attempt's reductions queue in the hook, and the commit that covers
 //     them folds them into the state. The built-in numeric reducers (count,
-//     sum, min, max: commutative, and unable to fail on a number) run this
-//     way when nothing reads their result: the worker neither reads nor
-//     encodes state, and a key's state is decoded and encoded once per
-//     commit instead of once per event.
+//     sum, min, max: commutative, and unable to fail on a finite number
+//     short of overflowing) run this way when nothing reads their result:
+//     the worker neither reads nor encodes state, and a key's state is
+//     decoded and encoded once per commit instead of once per event.
 //
 // Either way, what a commit writes is exactly the effect of the events it
 // covers, and the State's reads see every acked event.
@@ -56,12 +55,11 @@ type reduction struct {
 // attempts recycles attemptStates: a stateful flow makes one per event.
 var attempts = sync.Pool{New: func() any { return new(attemptState) }}
 
-// newAttempt returns an attempt that reads the state from from: the live
-// State, or a rebuild's overlay. With fold, the reduce step leaves its
-// reductions to the commit.
-func newAttempt(from stateReader, fold bool) *attemptState {
+// newAttempt returns an attempt whose reduce step applies its reducer to
+// the state read from from: the live State, or a rebuild's overlay.
+func newAttempt(from stateReader) *attemptState {
 	a := attempts.Get().(*attemptState)
-	a.from, a.fold, a.changes, a.ops = from, fold, a.first[:0], a.firstOp[:0]
+	a.from, a.changes, a.ops = from, a.first[:0], a.firstOp[:0]
 	return a
 }
 
@@ -94,7 +92,8 @@ func (a *attemptState) set(key string, v []byte) {
 
 // stateHook is a stateful flow's consumer.OutcomeHook: the State commits
 // with the floor, and an acked attempt's changes are staged, or its
-// reductions queued, before the floor can pass its event.
+// reductions queued, before the floor can pass its event. It is safe for
+// concurrent use.
 type stateHook struct {
 	*snapshot.State
 	// fold is the built-in reducer a folding flow's commits apply; nil
@@ -108,10 +107,12 @@ type stateHook struct {
 	// foldMu serializes commits (and Discard); foldQueue's buffers are
 	// kept from one to the next.
 	foldMu sync.Mutex
-	// viewMu is held by a fold from when it takes the queue until it has
-	// staged what it took, and by reads, so that they never see the
-	// reductions in neither place, nor in both.
-	viewMu sync.RWMutex
+	// moving is odd while a fold (or Discard) moves reductions between
+	// the queue and the State, which it does holding viewMu: reads retry
+	// until they ran wholly between two moves, so they never see a
+	// reduction in neither place, nor in both, and never hold up a fold.
+	moving atomic.Uint64
+	viewMu sync.Mutex
 	failed error // a fold failed: every commit fails until Discard
 	index  map[string]int
 	folds  []keyFold
@@ -121,6 +122,14 @@ var _ consumer.OutcomeHook = (*stateHook)(nil)
 
 func newStateHook(st *snapshot.State) *stateHook {
 	return &stateHook{State: st, attempts: map[uint64]*attemptState{}}
+}
+
+// attempt returns a new attempt of the live flow: folded when the flow's
+// reductions are.
+func (h *stateHook) attempt() *attemptState {
+	a := newAttempt(h.State)
+	a.fold = h.fold != nil
+	return a
 }
 
 func (h *stateHook) keep(seq uint64, att *attemptState) {
@@ -156,11 +165,38 @@ func (h *stateHook) Outcome(seq uint64, acked bool) {
 func (h *stateHook) Discard() {
 	h.foldMu.Lock()
 	defer h.foldMu.Unlock()
+	defer h.move()()
 	h.mu.Lock()
 	h.queue.reset()
 	h.mu.Unlock()
 	h.failed = nil
 	h.State.Discard()
+}
+
+// move marks the start of a move of reductions between the queue and the
+// State, and returns its end.
+func (h *stateHook) move() (end func()) {
+	h.viewMu.Lock()
+	h.moving.Add(1)
+	return func() {
+		h.moving.Add(1)
+		h.viewMu.Unlock()
+	}
+}
+
+// read runs fn until it ran wholly between two moves.
+func (h *stateHook) read(fn func() error) error {
+	for {
+		before := h.moving.Load()
+		if before%2 == 1 {
+			h.viewMu.Lock() // wait for the move to end
+			h.viewMu.Unlock()
+			continue
+		}
+		if err := fn(); err != nil || h.moving.Load() == before {
+			return err
+		}
+	}
 }
 
 // Commit folds the queued reductions the commit covers into the state,
@@ -184,19 +220,16 @@ func (h *stateHook) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 	return h.State.Commit(tx, floor, done)
 }
 
-var errFoldUnfinished = errors.New("flowrt/runtime: folding reductions into the state did not finish")
-
 // foldQueue stages, for each key, the queued reductions that a commit of
-// floor and done covers, folded into the key's current state, at the last
-// one's sequence; the others stay queued for a later commit. A key's
+// floor and done covers, folded into the key's current state, at the
+// highest of their sequences; the others stay queued for a later commit. A key's
 // staged value is always covered by the commit that follows its staging
 // (the floor only grows), so it is the base the next fold starts from.
 // The folded reducers are commutative, so covered reductions queued behind
 // ones that are not (a dead letter redelivered behind later events of its
 // key) fold the same.
 func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) error {
-	h.viewMu.Lock()
-	defer h.viewMu.Unlock()
+	defer h.move()()
 	h.mu.Lock()
 	queue := h.queue.take() // what is acked meanwhile queues anew
 	h.mu.Unlock()
@@ -214,7 +247,7 @@ func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) erro
 	}()
 	var rest []reduction
 	for op := range allOf(queue) {
-		if !covers(op.seq, floor, done) {
+		if !snapshot.Covers(op.seq, floor, done) {
 			rest = append(rest, op)
 			continue
 		}
@@ -233,7 +266,7 @@ func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) erro
 			folds = append(folds, keyFold{key: op.key, v: v, has: has})
 		}
 		kf := &folds[i]
-		kf.v, kf.has, kf.last = h.fold.step(kf.v, kf.has, op.value), true, op.seq
+		kf.v, kf.has, kf.last = h.fold.step(kf.v, kf.has, op.value), true, max(kf.last, op.seq)
 	}
 	for _, kf := range folds {
 		enc, err := encodeState(kf.v)
@@ -251,7 +284,7 @@ type keyFold struct {
 	key  string
 	v    float64 // the state, with the covered reductions folded in
 	has  bool    // the key has a state
-	last uint64  // the sequence of the last reduction folded
+	last uint64  // the highest sequence of the reductions folded
 }
 
 // requeue puts rest, the reductions a commit left, back at the head of
@@ -277,15 +310,6 @@ func (h *stateHook) number(key string, cur []byte) (v float64, has bool, err err
 	return v, state != nil, nil
 }
 
-// covers reports whether a commit of floor and done covers seq.
-func covers(seq, floor uint64, done []uint64) bool {
-	if seq <= floor {
-		return true
-	}
-	_, found := slices.BinarySearch(done, seq)
-	return found
-}
-
 // foldValue returns key's encoded state cur with reductions folded in.
 func (h *stateHook) foldValue(key string, cur []byte, ops []reduction) ([]byte, error) {
 	if len(ops) == 0 {
@@ -303,135 +327,64 @@ func (h *stateHook) foldValue(key string, cur []byte, ops []reduction) ([]byte, 
 
 // Get returns key's state as the events acked so far made it: the State's
 // value with the key's queued reductions folded in.
-func (h *stateHook) Get(key string) ([]byte, bool, error) {
-	h.viewMu.RLock()
-	defer h.viewMu.RUnlock()
-	v, ok, err := h.State.Get(key)
-	if err != nil || h.fold == nil {
-		return v, ok, err
+func (h *stateHook) Get(key string) (v []byte, ok bool, err error) {
+	if h.fold == nil {
+		return h.State.Get(key)
 	}
-	h.mu.Lock()
-	var ops []reduction
-	for op := range allOf(h.queue.chunks) {
-		if op.key == key {
-			ops = append(ops, op)
+	err = h.read(func() error {
+		if v, ok, err = h.State.Get(key); err != nil {
+			return err
 		}
-	}
-	h.mu.Unlock()
-	if len(ops) == 0 {
-		return v, ok, nil
-	}
-	v, err = h.foldValue(key, v, ops)
-	return v, err == nil, err
+		if ops := h.queued(func(k string) bool { return k == key })[key]; len(ops) > 0 {
+			v, err = h.foldValue(key, v, ops)
+			ok = err == nil
+		}
+		return err
+	})
+	return v, ok, err
 }
 
 // Items returns every key starting with prefix and its state, in key
 // order, as Get does.
-func (h *stateHook) Items(prefix string) ([]snapshot.Entry, error) {
-	h.viewMu.RLock()
-	defer h.viewMu.RUnlock()
-	byKey := make(map[string][]reduction)
-	h.mu.Lock()
-	for op := range allOf(h.queue.chunks) {
-		if strings.HasPrefix(op.key, prefix) {
-			byKey[op.key] = append(byKey[op.key], op)
+func (h *stateHook) Items(prefix string) (entries []snapshot.Entry, err error) {
+	if h.fold == nil {
+		return h.State.Items(prefix)
+	}
+	err = h.read(func() error {
+		if entries, err = h.State.Items(prefix); err != nil {
+			return err
 		}
-	}
-	h.mu.Unlock()
-	entries, err := h.State.Items(prefix)
-	if err != nil || len(byKey) == 0 {
-		return entries, err
-	}
-	for i, e := range entries {
-		if ops, ok := byKey[e.Key]; ok {
-			delete(byKey, e.Key)
-			if entries[i].Value, err = h.foldValue(e.Key, e.Value, ops); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for key, ops := range byKey {
-		v, err := h.foldValue(key, nil, ops)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, snapshot.Entry{Key: key, Value: v})
-	}
-	slices.SortFunc(entries, func(a, b snapshot.Entry) int { return strings.Compare(a.Key, b.Key) })
-	return entries, nil
-}
-
-// queueChunk is how many reductions one array of a reductionQueue holds.
-const queueChunk = 4096
-
-// reductionQueue holds reductions in order, in arrays of queueChunk that
-// it reuses: a push never copies what is queued, and a queue that is
-// folded and refilled allocates nothing.
-type reductionQueue struct {
-	chunks [][]reduction // in order; every one but the last may be partial
-	free   [][]reduction // empty arrays to reuse
-}
-
-func (q *reductionQueue) push(op reduction) {
-	n := len(q.chunks)
-	if n == 0 || len(q.chunks[n-1]) == cap(q.chunks[n-1]) {
-		q.chunks = append(q.chunks, q.chunk())
-		n++
-	}
-	q.chunks[n-1] = append(q.chunks[n-1], op)
-}
-
-func (q *reductionQueue) chunk() []reduction {
-	if n := len(q.free); n > 0 {
-		c := q.free[n-1]
-		q.free = q.free[:n-1]
-		return c
-	}
-	return make([]reduction, 0, queueChunk)
-}
-
-// take empties the queue and returns what it held.
-func (q *reductionQueue) take() [][]reduction {
-	chunks := q.chunks
-	q.chunks = nil
-	return chunks
-}
-
-// prepend puts ops before what the queue holds.
-func (q *reductionQueue) prepend(ops []reduction) {
-	if len(ops) == 0 {
-		return
-	}
-	later := q.chunks
-	q.chunks = nil
-	for _, op := range ops {
-		q.push(op)
-	}
-	q.chunks = append(q.chunks, later...)
-}
-
-// recycle keeps the arrays of chunks, which take returned, for reuse.
-func (q *reductionQueue) recycle(chunks [][]reduction) {
-	for _, c := range chunks {
-		clear(c)
-		q.free = append(q.free, c[:0])
-	}
-}
-
-// reset empties the queue.
-func (q *reductionQueue) reset() {
-	q.recycle(q.take())
-}
-
-// allOf iterates over the reductions of chunks, in order.
-func allOf(chunks [][]reduction) iter.Seq[reduction] {
-	return func(yield func(reduction) bool) {
-		for _, c := range chunks {
-			for _, op := range c {
-				if !yield(op) {
-					return
+		byKey := h.queued(func(k string) bool { return strings.HasPrefix(k, prefix) })
+		for i, e := range entries {
+			if ops, ok := byKey[e.Key]; ok {
+				delete(byKey, e.Key)
+				if entries[i].Value, err = h.foldValue(e.Key, e.Value, ops); err != nil {
+					return err
 				}
 			}
 		}
+		for key, ops := range byKey {
+			v, err := h.foldValue(key, nil, ops)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, snapshot.Entry{Key: key, Value: v})
+		}
+		slices.SortFunc(entries, func(a, b snapshot.Entry) int { return strings.Compare(a.Key, b.Key) })
+		return nil
+	})
+	return entries, err
+}
+
+// queued returns the queued reductions of the keys match accepts, by key.
+func (h *stateHook) queued(match func(key string) bool) map[string][]reduction {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string][]reduction)
+	for op := range allOf(h.queue.chunks) {
+		if match(op.key) {
+			out[op.key] = append(out[op.key], op)
+		}
 	}
+	return out
 }

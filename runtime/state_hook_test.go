@@ -27,7 +27,7 @@ func foldingHook(t *testing.T) (*eventlog.Log, *stateHook) {
 // ack runs an attempt at event seq adding v to key, as a reduce step and
 // the consumer would, acked or not.
 func ack(h *stateHook, seq uint64, key string, v float64, acked bool) {
-	att := newAttempt(h.State, true)
+	att := h.attempt()
 	att.ops = append(att.ops, reduction{key: key, value: v})
 	h.keep(seq, att)
 	h.Outcome(seq, acked)

@@ -185,7 +185,7 @@ type compiler struct {
 }
 
 // compile returns the step's operator, as a oneFunc when it yields at
-// most one record per record, and the scope after it.
+// most one record per record, and leaves in c.sc the scope after it.
 func (c *compiler) compile(s Step) (OperatorFunc, oneFunc, error) {
 	if s.as != "" {
 		if _, ok := builtinNames[s.as]; ok {

@@ -73,7 +73,7 @@ type State struct {
 	// filled is set once a read has tried to load every committed value
 	// into keys (fill), and complete once that worked: keys then holds
 	// every key with a committed value, so a key missing from it has
-	// none. Discard and a cache overflow clear both.
+	// none. Discard clears both; a cache overflow clears complete.
 	filled, complete bool
 	gen              uint64 // counts Discards, so a fill they overtake is dropped
 }
@@ -139,8 +139,9 @@ func (s *State) Discard() {
 	s.gen++
 }
 
-// covered reports whether a commit of floor and done covers seq.
-func covered(seq, floor uint64, done []uint64) bool {
+// Covers reports whether a commit of floor and done (sorted) covers event
+// seq: the events at or below the floor, and those in done.
+func Covers(seq, floor uint64, done []uint64) bool {
 	if seq <= floor {
 		return true
 	}
@@ -192,7 +193,7 @@ func (s *State) covered(floor uint64, done []uint64) []Change {
 		ps := ks.staged
 		last := -1
 		for i, p := range ps {
-			if covered(p.seq, floor, done) {
+			if Covers(p.seq, floor, done) {
 				last = i
 			}
 		}
@@ -211,7 +212,7 @@ func (s *State) Committed(floor uint64, done []uint64) {
 	for key, ks := range s.dirty {
 		last := -1
 		for i, p := range ks.staged {
-			if covered(p.seq, floor, done) {
+			if Covers(p.seq, floor, done) {
 				last = i
 			}
 		}
@@ -224,7 +225,7 @@ func (s *State) Committed(floor uint64, done []uint64) {
 			ks.committed = nil
 		}
 		// The slice keeps its array for the key's next changes.
-		ks.staged = slices.DeleteFunc(ks.staged, func(p pending) bool { return covered(p.seq, floor, done) })
+		ks.staged = slices.DeleteFunc(ks.staged, func(p pending) bool { return Covers(p.seq, floor, done) })
 		if len(ks.staged) == 0 {
 			delete(s.dirty, key)
 		}

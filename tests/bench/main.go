@@ -208,11 +208,15 @@ func writeHeapProfile(path string) error {
 	if err != nil {
 		return fmt.Errorf("-memprofile: %w", err)
 	}
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		f.Close()
+	runtime.GC() // the profile then includes the last allocations
+	err = pprof.Lookup("allocs").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("-memprofile: %w", err)
 	}
-	return f.Close()
+	return nil
 }
 
 // settledGoroutines waits up to wait for the goroutine count to fall back to
