@@ -54,17 +54,6 @@ func readHook(t *testing.T, h *stateHook) map[string]string {
 	return out
 }
 
-func committedState(t *testing.T, l *eventlog.Log) map[string]string {
-	t.Helper()
-	entries, err := snapshot.Read(l, "sums", "")
-	require.NoError(t, err)
-	out := map[string]string{}
-	for _, e := range entries {
-		out[e.Key] = string(e.Value)
-	}
-	return out
-}
-
 func TestFoldCommitsWhatTheFloorCovers(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -151,7 +140,7 @@ func TestFoldCommitsWhatTheFloorCovers(t *testing.T) {
 			l, h := foldingHook(t)
 			tt.run(l, h)
 			commitHook(t, l, h, tt.floor, tt.done...)
-			assert.Equal(t, tt.wantCommitted, committedState(t, l))
+			assert.Equal(t, tt.wantCommitted, flowtest.CommittedState(t, l, "sums"))
 			assert.Equal(t, tt.wantRead, readHook(t, h))
 		})
 	}
@@ -171,5 +160,5 @@ func TestFoldReadsTheQueueAndDiscardDropsIt(t *testing.T) {
 	h.Discard()
 	assert.Equal(t, map[string]string{"a": "40"}, readHook(t, h), "a restart delivers them again")
 	commitHook(t, l, h, 2*queueChunk+2)
-	assert.Equal(t, map[string]string{"a": "40"}, committedState(t, l))
+	assert.Equal(t, map[string]string{"a": "40"}, flowtest.CommittedState(t, l, "sums"))
 }

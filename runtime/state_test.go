@@ -19,18 +19,6 @@ import (
 	"github.com/flowrt/flowrt/supervisor"
 )
 
-// stateOf reads a flow's committed state from the journal.
-func stateOf(t *testing.T, l *eventlog.Log, flow string) map[string]string {
-	t.Helper()
-	entries, err := snapshot.Read(l, flow, "")
-	require.NoError(t, err)
-	out := map[string]string{}
-	for _, e := range entries {
-		out[e.Key] = string(e.Value)
-	}
-	return out
-}
-
 func orders(t *testing.T, l *eventlog.Log, n int) {
 	t.Helper()
 	var events []eventlog.Event
@@ -67,7 +55,7 @@ func TestReducers(t *testing.T) {
 				Steps: []runtime.Step{runtime.Reduce(tt.spec)},
 				Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
 			})
-			assert.Equal(t, tt.want, stateOf(t, l, "totals"))
+			assert.Equal(t, tt.want, flowtest.CommittedState(t, l, "totals"))
 		})
 	}
 }
@@ -149,11 +137,11 @@ func TestRebuildMatchesTheLiveRun(t *testing.T) {
 			runIdle(t, l, nil, flow(1))
 			orders(t, l, 30)
 			runIdle(t, l, nil, flow(1))
-			live := stateOf(t, l, "sums")
+			live := flowtest.CommittedState(t, l, "sums")
 
 			// Version 2 rebuilds from scratch and must agree.
 			rt2 := runIdle(t, l, nil, flow(2))
-			assert.Equal(t, live, stateOf(t, l, "sums"))
+			assert.Equal(t, live, flowtest.CommittedState(t, l, "sums"))
 			if tt.snapshot {
 				st, err := rt2.State("sums")
 				require.NoError(t, err)
@@ -164,11 +152,11 @@ func TestRebuildMatchesTheLiveRun(t *testing.T) {
 			}
 			orders(t, l, 30)
 			runIdle(t, l, nil, flow(2))
-			live = stateOf(t, l, "sums")
+			live = flowtest.CommittedState(t, l, "sums")
 
 			// Version 3 rebuilds again; a version-2 snapshot is not used.
 			runIdle(t, l, nil, flow(3))
-			assert.Equal(t, live, stateOf(t, l, "sums"))
+			assert.Equal(t, live, flowtest.CommittedState(t, l, "sums"))
 			meta, ok, err := snapshot.ReadMeta(l, "sums")
 			require.NoError(t, err)
 			require.True(t, ok)
@@ -184,7 +172,7 @@ func TestRebuildMatchesTheLiveRun(t *testing.T) {
 			// Back to version 2: rebuilt from its snapshot at 60, since the
 			// events below it are gone.
 			runIdle(t, l, nil, flow(2))
-			assert.Equal(t, live, stateOf(t, l, "sums"))
+			assert.Equal(t, live, flowtest.CommittedState(t, l, "sums"))
 		})
 	}
 }
@@ -229,7 +217,7 @@ func TestLateAttemptAppliesNothing(t *testing.T) {
 		})},
 		Consumer: &consumer.Options{HandlerTimeout: 20 * time.Millisecond, Retry: consumer.Retry{Base: time.Millisecond, Max: time.Millisecond}},
 	})
-	assert.Equal(t, map[string]string{"c": "1"}, stateOf(t, l, "counts"), "the late attempt was not counted")
+	assert.Equal(t, map[string]string{"c": "1"}, flowtest.CommittedState(t, l, "counts"), "the late attempt was not counted")
 }
 
 func TestRedeliveredDeadLetterCommitsItsState(t *testing.T) {
@@ -248,7 +236,7 @@ func TestRedeliveredDeadLetterCommitsItsState(t *testing.T) {
 		})},
 	}
 	runIdle(t, l, nil, flow)
-	assert.Equal(t, map[string]string{"c": "1"}, stateOf(t, l, "counts"), "the dead letter applied nothing")
+	assert.Equal(t, map[string]string{"c": "1"}, flowtest.CommittedState(t, l, "counts"), "the dead letter applied nothing")
 
 	reject = false
 	n, err := consumer.Redeliver(l, eventlog.DefaultStream, "counts", consumer.Range{})
@@ -259,13 +247,13 @@ func TestRedeliveredDeadLetterCommitsItsState(t *testing.T) {
 	require.NoError(t, rt.Add(flow))
 	require.NoError(t, rt.Start(context.Background()))
 	deadline := time.Now().Add(10 * time.Second)
-	for stateOf(t, l, "counts")["c"] != "2" && time.Now().Before(deadline) {
+	for flowtest.CommittedState(t, l, "counts")["c"] != "2" && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, rt.Stop(ctx))
-	assert.Equal(t, map[string]string{"c": "2"}, stateOf(t, l, "counts"), "committed with the redelivery")
+	assert.Equal(t, map[string]string{"c": "2"}, flowtest.CommittedState(t, l, "counts"), "committed with the redelivery")
 }
 
 func TestRebuildRefusesTruncatedHistory(t *testing.T) {
@@ -285,7 +273,7 @@ func TestRebuildRefusesTruncatedHistory(t *testing.T) {
 	require.NoError(t, err)
 	_, err = l.Truncate(eventlog.DefaultStream, 6, eventlog.KeepUnacked)
 	require.NoError(t, err)
-	before := stateOf(t, l, "counts")
+	before := flowtest.CommittedState(t, l, "counts")
 
 	rt2, err := runtime.New(l, &runtime.Options{Supervisor: &supervisor.Options{Restart: supervisor.RestartPolicy{Base: time.Millisecond, Max: time.Millisecond, MaxRestarts: 1}}})
 	require.NoError(t, err)
@@ -294,7 +282,7 @@ func TestRebuildRefusesTruncatedHistory(t *testing.T) {
 	defer cancel()
 	err = rt2.RunUntilIdle(ctx)
 	require.ErrorContains(t, err, "retention removed")
-	assert.Equal(t, before, stateOf(t, l, "counts"), "the state stays as it was")
+	assert.Equal(t, before, flowtest.CommittedState(t, l, "counts"), "the state stays as it was")
 }
 
 func TestOperatorRefusesBuiltinKinds(t *testing.T) {
@@ -354,7 +342,7 @@ func TestFoldedAndAppliedStateAgree(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			require.NoError(t, rt.Stop(ctx))
-			assert.Equal(t, map[string]string{"c0": "22", "c1": "15", "c2": "18"}, stateOf(t, l, "totals"), "the stop commits it")
+			assert.Equal(t, map[string]string{"c0": "22", "c1": "15", "c2": "18"}, flowtest.CommittedState(t, l, "totals"), "the stop commits it")
 		})
 	}
 }
@@ -386,5 +374,5 @@ func TestFoldedStateOfAnotherReducerFailsTheFlow(t *testing.T) {
 		assert.Zero(t, offset, "the floor did not pass the events")
 		return err
 	}))
-	assert.Equal(t, map[string]string{"c0": `"a string"`}, stateOf(t, l, "counts"))
+	assert.Equal(t, map[string]string{"c0": `"a string"`}, flowtest.CommittedState(t, l, "counts"))
 }

@@ -20,17 +20,6 @@ func commit(t *testing.T, l *eventlog.Log, s *snapshot.State, floor uint64, done
 	s.Committed(floor, done)
 }
 
-func committed(t *testing.T, l *eventlog.Log, name string) map[string]string {
-	t.Helper()
-	entries, err := snapshot.Read(l, name, "")
-	require.NoError(t, err)
-	out := map[string]string{}
-	for _, e := range entries {
-		out[e.Key] = string(e.Value)
-	}
-	return out
-}
-
 func TestStateCommitsOnlyWhatTheFloorCovers(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -53,7 +42,7 @@ func TestStateCommitsOnlyWhatTheFloorCovers(t *testing.T) {
 			s.Stage(3, []snapshot.Change{set("a", "3")})
 			s.Stage(4, []snapshot.Change{set("c", "1")})
 			commit(t, l, s, tt.floor, tt.done...)
-			assert.Equal(t, tt.wantCommitted, committed(t, l, "counts"))
+			assert.Equal(t, tt.wantCommitted, flowtest.CommittedState(t, l, "counts"))
 
 			// Reads see every staged change, committed or not.
 			for key, want := range map[string]string{"a": "3", "b": "1", "c": "1"} {
@@ -85,7 +74,7 @@ func TestStateDeleteAndPrefix(t *testing.T) {
 	assert.False(t, ok, "a staged delete hides the committed value")
 
 	commit(t, l, s, 2)
-	assert.Equal(t, map[string]string{"user/2": "y", "user/3": "w", "order/1": "z"}, committed(t, l, "st"))
+	assert.Equal(t, map[string]string{"user/2": "y", "user/3": "w", "order/1": "z"}, flowtest.CommittedState(t, l, "st"))
 }
 
 func TestSnapshotAndReset(t *testing.T) {
@@ -126,9 +115,9 @@ func TestSnapshotAndReset(t *testing.T) {
 	assert.Equal(t, snap.Floor, list[0].Floor)
 
 	require.NoError(t, l.Update(func(tx *eventlog.Tx) error { return snapshot.Reset(tx, "st", 2) }))
-	assert.Equal(t, map[string]string{"a": "1", "b": "1"}, committed(t, l, "st"), "reset to the snapshot")
+	assert.Equal(t, map[string]string{"a": "1", "b": "1"}, flowtest.CommittedState(t, l, "st"), "reset to the snapshot")
 	require.NoError(t, l.Update(func(tx *eventlog.Tx) error { return snapshot.Reset(tx, "st", 0) }))
-	assert.Empty(t, committed(t, l, "st"))
+	assert.Empty(t, flowtest.CommittedState(t, l, "st"))
 
 	n, err := snapshot.DropSnapshots(l, "st", 0)
 	require.NoError(t, err)
@@ -212,5 +201,5 @@ func TestStateGetTxReadsInsideTheCommit(t *testing.T) {
 		return s.Commit(tx, 1, nil)
 	}))
 	s.Committed(1, nil)
-	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, committed(t, l, "st"))
+	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, flowtest.CommittedState(t, l, "st"))
 }
