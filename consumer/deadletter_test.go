@@ -446,3 +446,34 @@ func TestRedeliveryWithACommitHookRunsAlone(t *testing.T) {
 	waitFor(t, "the dead letter cleared", func() bool { return len(deadLetterSeqs(t, l, "c", consumer.Range{})) == 0 })
 	shutdown(t, r, errc)
 }
+
+// TestParkedRedeliveryLetsEventsFlowWhileARetryWaits: a redelivery waits
+// for the window to drain, but an event waiting for a long retry would
+// keep it from draining for as long: events then flow on meanwhile.
+func TestParkedRedeliveryLetsEventsFlowWhileARetryWaits(t *testing.T) {
+	l := openLog(t)
+	appendKeys(t, l, "dead", "slow")
+	handled := make(chan uint64, 100)
+	h := func(_ context.Context, e eventlog.Event) error {
+		switch e.Key {
+		case "dead":
+			return consumer.Permanent(errTransient)
+		case "slow":
+			return errTransient // retried in an hour
+		}
+		handled <- e.Seq
+		return nil
+	}
+	r := openReader(t, l, "c", &consumer.Options{Workers: 2, CommitInterval: 10 * time.Millisecond, Commit: &commitFloors{},
+		Retry: consumer.Retry{MaxAttempts: 3, Base: time.Hour, Max: time.Hour}})
+	errc := start(r, h)
+	waitFor(t, "event 1 dead-lettered", func() bool { return len(deadLetterSeqs(t, l, "c", consumer.Range{})) == 1 })
+	_, err := consumer.Redeliver(l, stream, "c", consumer.Range{From: 1, To: 2})
+	require.NoError(t, err)
+	waitFor(t, "the redelivery picked up", func() bool { return r.Stats().Redelivering == 1 })
+	seqs := appendKeys(t, l, "a", "b")
+	for range seqs {
+		waitClosed(t, "a later event handled", (<-chan uint64)(handled))
+	}
+	shutdown(t, r, errc)
+}

@@ -201,7 +201,7 @@ func (d *dispatcher) loop(intake context.Context, in <-chan fetched, jobs chan<-
 		}
 	}
 	for {
-		paused := len(d.redelivering) > 0 && opts.Commit != nil
+		paused := d.pausedForRedelivery()
 		if paused {
 			d.releaseRedelivery(kick)
 		} else {
@@ -446,6 +446,7 @@ func (d *dispatcher) handle(res result) {
 		d.unhold(it)
 		if it.redelivery {
 			delete(d.redelivering, it.ev.Seq)
+			d.r.stats.redelivering.Store(int64(len(d.redelivering)))
 			return
 		}
 		d.r.stats.inFlight.Add(-1)
@@ -472,11 +473,24 @@ func (d *dispatcher) complete(seq uint64) {
 	}
 }
 
+// pausedForRedelivery reports whether the loop admits no new event, for a
+// Reader with a commit hook that has redeliveries to run: while one is
+// out, and while they wait for the window to drain, unless an event waits
+// for a retry, whose schedule may be long: then events flow on, and the
+// redeliveries wait until no retry does.
+func (d *dispatcher) pausedForRedelivery() bool {
+	if d.r.opts.Commit == nil || len(d.redelivering) == 0 {
+		return false
+	}
+	out := len(d.parked) < len(d.redelivering)
+	return out || len(d.timers) == 0
+}
+
 // releaseRedelivery lets a parked redelivery run once the Reader has
 // nothing else in flight and its floor is committed, one at a time, while
 // the loop admits no new event. A commit hook then never sees a
 // redelivered event, below the floor, done among later events of its key
-// that no commit covers yet, nor two commits of redeliveries at once: the
+// that no commit covers yet, nor a commit of its own at the same time: the
 // state it commits with the dead letter's clearing is exactly what it was
 // plus that event.
 func (d *dispatcher) releaseRedelivery(kick chan<- struct{}) {
@@ -484,7 +498,7 @@ func (d *dispatcher) releaseRedelivery(kick chan<- struct{}) {
 		return // one is out, or events are
 	}
 	if d.r.committed.Load() < d.win.floor {
-		d.maybeKick(kick, onInterval) // commit what is done first
+		d.maybeKick(kick, beforeRedelivery) // commit what is done first
 		return
 	}
 	it := d.parked[0]
@@ -496,16 +510,18 @@ func (d *dispatcher) releaseRedelivery(kick chan<- struct{}) {
 type kickReason uint8
 
 const (
-	afterProgress kickReason = iota // the floor moved: commit after CommitEvery events
-	onInterval                      // CommitInterval passed: commit any progress
+	afterProgress    kickReason = iota // the floor moved: commit after CommitEvery events
+	onInterval                         // CommitInterval passed: commit any progress
+	beforeRedelivery                   // a redelivery waits for the floor: commit any progress
 )
 
-// maybeKick asks the committer to commit the floor: on the interval
-// (onTick) or once the floor has moved CommitEvery events.
+// maybeKick asks the committer to commit the floor: any progress on the
+// interval or for a redelivery, or once the floor has moved CommitEvery
+// events.
 func (d *dispatcher) maybeKick(kick chan<- struct{}, why kickReason) {
-	onTick := why == onInterval
+	anyProgress := why != afterProgress
 	f := d.win.floor
-	if f <= d.lastKick || (!onTick && f-d.lastKick < uint64(d.r.opts.CommitEvery)) {
+	if f <= d.lastKick || (!anyProgress && f-d.lastKick < uint64(d.r.opts.CommitEvery)) {
 		return
 	}
 	d.lastKick, d.lastKickAt = f, time.Now()

@@ -281,9 +281,12 @@ func (r *Reader) commit(floor uint64, done []uint64) error {
 	if err != nil {
 		return fmt.Errorf("flowrt/consumer: commit offset %d of %q: %w", floor, r.name, err)
 	}
-	r.committed.Store(floor)
+	// The hook learns of the commit before the Reader shows it: a
+	// redelivery waits for the committed floor (releaseRedelivery), and
+	// must find the hook done with the commit.
 	if h := r.opts.Commit; h != nil {
 		h.Committed(floor, done)
 	}
+	r.committed.Store(floor)
 	return nil
 }

@@ -86,4 +86,5 @@ func (d *dispatcher) pollRedeliveries() {
 		}
 		d.makeReady(it)
 	}
+	d.r.stats.redelivering.Store(int64(len(d.redelivering)))
 }

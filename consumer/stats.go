@@ -16,6 +16,7 @@ type Stats struct {
 	Retried      uint64 // failures scheduled for another attempt
 	DeadLettered uint64 // events sent to the dead letters
 	InFlight     int64  // events fetched and not yet done
+	Redelivering int64  // dead letters picked up for redelivery and not yet done
 	Floor        uint64 // every event at or below it is done
 	Committed    uint64 // the durable ack offset
 	Last         uint64 // the stream's last sequence
@@ -37,7 +38,7 @@ type Histogram struct {
 
 type counters struct {
 	delivered, acked, retried, deadLettered atomic.Uint64
-	inFlight                                atomic.Int64
+	inFlight, redelivering                  atomic.Int64
 	latency                                 histogram
 }
 
@@ -80,6 +81,7 @@ func (r *Reader) Stats() Stats {
 		Retried:      r.stats.retried.Load(),
 		DeadLettered: r.stats.deadLettered.Load(),
 		InFlight:     r.stats.inFlight.Load(),
+		Redelivering: r.stats.redelivering.Load(),
 		Floor:        r.floor.Load(),
 		Committed:    r.committed.Load(),
 		Latency:      r.stats.latency.snapshot(),

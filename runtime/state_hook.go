@@ -100,19 +100,20 @@ type stateHook struct {
 	// when the reduce step applies its reducer.
 	fold *numericReducer
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards attempts and queue
 	attempts map[uint64]*attemptState
 	queue    reductionQueue // acked reductions not yet folded, in the order acked
 
-	// foldMu serializes commits (and Discard); foldQueue's buffers are
-	// kept from one to the next.
-	foldMu sync.Mutex
 	// moving is odd while a fold (or Discard) moves reductions between
 	// the queue and the State, which it does holding viewMu: reads retry
 	// until they ran wholly between two moves, so they never see a
-	// reduction in neither place, nor in both, and never hold up a fold.
+	// reduction in neither place, nor in both, and do not hold up a fold.
 	moving atomic.Uint64
 	viewMu sync.Mutex
+
+	// foldMu serializes commits and Discard, and guards what follows:
+	// foldQueue's buffers are kept from one commit to the next.
+	foldMu sync.Mutex
 	failed error // a fold failed: every commit fails until Discard
 	index  map[string]int
 	folds  []keyFold
@@ -184,9 +185,11 @@ func (h *stateHook) move() (end func()) {
 	}
 }
 
-// read runs fn until it ran wholly between two moves.
+// read runs fn until it ran wholly between two moves. After a few tries
+// overtaken by moves (a long read of a large state, commits every few
+// milliseconds), it runs fn holding the moves off.
 func (h *stateHook) read(fn func() error) error {
-	for {
+	for range readTries {
 		before := h.moving.Load()
 		if before%2 == 1 {
 			h.viewMu.Lock() // wait for the move to end
@@ -197,7 +200,13 @@ func (h *stateHook) read(fn func() error) error {
 			return err
 		}
 	}
+	h.viewMu.Lock()
+	defer h.viewMu.Unlock()
+	return fn()
 }
+
+// readTries is how many times a read tries between moves.
+const readTries = 4
 
 // Commit folds the queued reductions the commit covers into the state,
 // then writes, with the floor, the changes of every event it covers.
@@ -222,20 +231,22 @@ func (h *stateHook) Commit(tx *eventlog.Tx, floor uint64, done []uint64) error {
 
 // foldQueue stages, for each key, the queued reductions that a commit of
 // floor and done covers, folded into the key's current state, at the
-// highest of their sequences; the others stay queued for a later commit. A key's
-// staged value is always covered by the commit that follows its staging
-// (the floor only grows), so it is the base the next fold starts from.
-// The folded reducers are commutative, so covered reductions queued behind
-// ones that are not (a dead letter redelivered behind later events of its
-// key) fold the same.
+// highest of their sequences; the others stay queued for a later commit.
+// A fold stages only inside a commit, whose Committed (or the flow's
+// restart) clears what it staged, so the key's current state is the base
+// this commit writes onto. The folded reducers are commutative, so the
+// order in which the covered reductions fold does not matter.
 func (h *stateHook) foldQueue(tx *eventlog.Tx, floor uint64, done []uint64) error {
+	h.mu.Lock()
+	empty := len(h.queue.chunks) == 0
+	h.mu.Unlock()
+	if empty {
+		return nil // no move: reads go on undisturbed
+	}
 	defer h.move()()
 	h.mu.Lock()
 	queue := h.queue.take() // what is acked meanwhile queues anew
 	h.mu.Unlock()
-	if len(queue) == 0 {
-		return nil
-	}
 	if h.index == nil {
 		h.index = make(map[string]int)
 	}
