@@ -176,9 +176,15 @@ func liveConsumers(ctx context.Context, lc *liveClient, stream string) ([]wireCo
 // consumers' rows.
 func addInFlight(ctx context.Context, lc *liveClient, rows []wireConsumer) error {
 	st, err := lc.status(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		setInFlight(st, rows)
 	}
+	return err
+}
+
+// setInFlight sets, from the daemon's status, the in-flight counts of its
+// flows on their consumers' rows, and none on the others.
+func setInFlight(st liveStatus, rows []wireConsumer) {
 	type streamName struct{ stream, name string }
 	inFlight := make(map[streamName]int64, len(st.Flows))
 	for _, f := range st.Flows {
@@ -190,7 +196,6 @@ func addInFlight(ctx context.Context, lc *liveClient, rows []wireConsumer) error
 			rows[i].InFlight = &n
 		}
 	}
-	return nil
 }
 
 func sortConsumers(rows []wireConsumer) {

@@ -420,7 +420,12 @@ type liveStatus struct {
 		InFlight int64  `json:"in_flight"`
 	} `json:"flows"`
 	Streams []struct {
-		Name string `json:"name"`
+		Name     string   `json:"name"`
+		First    uint64   `json:"first"`
+		Last     uint64   `json:"last"`
+		Count    uint64   `json:"count"`
+		Bytes    uint64   `json:"bytes"`
+		LastTime wireTime `json:"last_time,omitzero"`
 	} `json:"streams"`
 }
 

@@ -194,20 +194,6 @@ func statAtRest(l *eventlog.Log) (statJSON, error) {
 	return rep, nil
 }
 
-// statLiveStatus is the part of the daemon's GET /v1/status stat shows.
-type statLiveStatus struct {
-	Run     string `json:"run"`
-	State   string `json:"state"`
-	Streams []struct {
-		Name     string   `json:"name"`
-		First    uint64   `json:"first"`
-		Last     uint64   `json:"last"`
-		Count    uint64   `json:"count"`
-		Bytes    uint64   `json:"bytes"`
-		LastTime wireTime `json:"last_time,omitzero"`
-	} `json:"streams"`
-}
-
 // statLive reads the report from the daemon that holds the journal: GET
 // /v1/status, /v1/consumers and /v1/system/runs.
 func statLive(ctx context.Context, db string, c *liveClient) (statJSON, error) {
@@ -215,8 +201,8 @@ func statLive(ctx context.Context, db string, c *liveClient) (statJSON, error) {
 	if fi, err := os.Stat(db); err == nil {
 		rep.FileSize = fi.Size()
 	}
-	var st statLiveStatus
-	if err := c.getJSON(ctx, "/v1/status", nil, &st); err != nil {
+	st, err := c.status(ctx)
+	if err != nil {
 		return rep, err
 	}
 	for _, s := range st.Streams {
@@ -227,6 +213,7 @@ func statLive(ctx context.Context, db string, c *liveClient) (statJSON, error) {
 		return rep, err
 	}
 	rep.Consumers = append([]wireConsumer{}, cs...)
+	setInFlight(st, rep.Consumers)
 	runs, err := c.runs(ctx)
 	if err != nil {
 		return rep, err

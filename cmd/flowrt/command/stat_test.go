@@ -188,15 +188,16 @@ flows:
 	require.Contains(t, r.stdout, "runs       1 recorded in $system, 0 crashed\n")
 }
 
-// serveStatDaemon serves the read side stat uses, as `flowrt run --http` does,
-// and writes the discovery file of db. It answers 401 to requests without
+// serveStatDaemon serves the read side stat uses, in the shapes of
+// internal/server (in-flight counts are in /v1/status, not
+// /v1/consumers), and writes the discovery file of db. It answers 401 to requests without
 // the token, when one is given.
 func serveStatDaemon(t *testing.T, db, token string) {
 	t.Helper()
 	answers := map[string]string{
-		"/v1/status": `{"run":"run-2","state":"running","flows":[{"name":"orders","stream":"events","state":"running"}],
+		"/v1/status": `{"run":"run-2","state":"running","flows":[{"name":"orders","stream":"events","state":"running","in_flight":2}],
 			"streams":[{"name":"$system","first":1,"last":9,"count":9,"bytes":1200},{"name":"events","first":1,"last":7,"count":7,"bytes":2048}]}`,
-		"/v1/consumers": `[{"stream":"events","consumer":"orders","offset":5,"last":7,"lag":2,"updated":"2025-11-24T08:00:00.5Z","dead_letters":1,"in_flight":2}]`,
+		"/v1/consumers": `[{"stream":"events","consumer":"orders","offset":5,"last":7,"lag":2,"updated":"2025-11-24T08:00:00.5Z","dead_letters":1}]`,
 		"/v1/system/runs": `[{"id":"run-1","started":"2025-11-24T07:00:00Z","last":"2025-11-24T07:30:00Z","end":"running","crashed":true,"transitions":[]},
 			{"id":"run-2","started":"2025-11-24T08:00:00Z","last":"2025-11-24T08:00:01Z","end":"running","crashed":false,"transitions":[]}]`,
 	}
