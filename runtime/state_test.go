@@ -348,31 +348,48 @@ func TestFoldedAndAppliedStateAgree(t *testing.T) {
 }
 
 // A state that is not the reducer's (it changed without a new
-// StateVersion) stops a folded flow: nothing is committed past it.
-func TestFoldedStateOfAnotherReducerFailsTheFlow(t *testing.T) {
-	l := flowtest.MustOpenLog(t, nil)
-	require.NoError(t, l.Update(func(tx *eventlog.Tx) error {
-		return snapshot.Put(tx, "counts", snapshot.Change{Key: "c0", Value: []byte(`"a string"`)})
-	}))
-	orders(t, l, 3)
-	rt, err := runtime.New(l, &runtime.Options{Supervisor: &supervisor.Options{Restart: supervisor.RestartPolicy{Base: time.Millisecond, MaxRestarts: 1}}})
-	require.NoError(t, err)
-	require.NoError(t, rt.Add(runtime.Flow{
-		Name:  "counts",
-		On:    runtime.On("order.*"),
-		Steps: []runtime.Step{runtime.Reduce(runtime.ReduceSpec{Func: "count"})},
-		Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
-	}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err = rt.RunUntilIdle(ctx)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `key "c0": reduce count: state is string, not a number`)
-	assert.Contains(t, err.Error(), "StateVersion")
-	require.NoError(t, l.View(func(tx *eventlog.Tx) error {
-		offset, _, err := tx.Offset(eventlog.DefaultStream, "counts")
-		assert.Zero(t, offset, "the floor did not pass the events")
-		return err
-	}))
-	assert.Equal(t, map[string]string{"c0": `"a string"`}, flowtest.CommittedState(t, l, "counts"))
+// StateVersion), or a sum that overflows, stops a folded flow: nothing is
+// committed past it.
+func TestFoldedStateThatCannotFoldFailsTheFlow(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    runtime.ReduceSpec
+		stored  string // c0's committed state
+		wantErr []string
+	}{
+		{"a state of another reducer", runtime.ReduceSpec{Func: "count"}, `"a string"`,
+			[]string{`key "c0": reduce count: state is string, not a number`, "StateVersion"}},
+		{"a sum that overflows", runtime.ReduceSpec{Func: "sum", Value: "data.total * 1e307"}, "1.7e308",
+			[]string{`reduce: encode state "c0"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := flowtest.MustOpenLog(t, nil)
+			require.NoError(t, l.Update(func(tx *eventlog.Tx) error {
+				return snapshot.Put(tx, "counts", snapshot.Change{Key: "c0", Value: []byte(tt.stored)})
+			}))
+			orders(t, l, 3)
+			rt, err := runtime.New(l, &runtime.Options{Supervisor: &supervisor.Options{Restart: supervisor.RestartPolicy{Base: time.Millisecond, MaxRestarts: 1}}})
+			require.NoError(t, err)
+			require.NoError(t, rt.Add(runtime.Flow{
+				Name:  "counts",
+				On:    runtime.On("order.*"),
+				Steps: []runtime.Step{runtime.Reduce(tt.spec)},
+				Sinks: []runtime.Sink{runtime.SinkFunc(func(context.Context, runtime.Delivery) error { return nil })},
+			}))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = rt.RunUntilIdle(ctx)
+			require.Error(t, err)
+			for _, want := range tt.wantErr {
+				assert.Contains(t, err.Error(), want)
+			}
+			require.NoError(t, l.View(func(tx *eventlog.Tx) error {
+				offset, _, err := tx.Offset(eventlog.DefaultStream, "counts")
+				assert.Zero(t, offset, "the floor did not pass the events")
+				return err
+			}))
+			assert.Equal(t, map[string]string{"c0": tt.stored}, flowtest.CommittedState(t, l, "counts"))
+		})
+	}
 }
