@@ -109,8 +109,8 @@ func TestCommitCadence(t *testing.T) {
 }
 
 // A consumer that has caught up with the stream commits its floor soon
-// (CommitInterval/10), not on the next CommitInterval tick; one working
-// through a backlog does not commit early.
+// (CommitInterval/10), not on the next CommitInterval tick (one working
+// through a backlog does not: TestBacklogFloorWaitsForTheInterval).
 func TestCaughtUpFloorIsCommittedSoon(t *testing.T) {
 	l := openLog(t)
 	appendN(t, l, 5)
@@ -127,3 +127,26 @@ func TestCaughtUpFloorIsCommittedSoon(t *testing.T) {
 	appendN(t, l, 3)
 	waitFor(t, "the new floor committed", func() bool { return committed(t, l, "idle") == 8 })
 }
+
+// A consumer working through a backlog commits on CommitInterval, not
+// early: only once it has caught up does it commit, once.
+func TestBacklogFloorWaitsForTheInterval(t *testing.T) {
+	l := openLog(t)
+	const n = 20000
+	for range n / 1000 {
+		appendN(t, l, 1000)
+	}
+	var commits atomic.Int32
+	hook := &countCommits{n: &commits}
+	r := openReader(t, l, "busy", &consumer.Options{CommitInterval: 30 * time.Second, CommitEvery: 1 << 30, Commit: hook})
+	errc := start(r, func(context.Context, eventlog.Event) error { return nil })
+	defer shutdown(t, r, errc)
+	waitFor(t, "the backlog committed once caught up", func() bool { return commits.Load() > 0 && committed(t, l, "busy") == n })
+	require.Equal(t, int32(1), commits.Load(), "one commit for the whole backlog, after it")
+}
+
+// countCommits is a CommitHook that counts the commits.
+type countCommits struct{ n *atomic.Int32 }
+
+func (c *countCommits) Commit(*eventlog.Tx, uint64, []uint64) error { return nil }
+func (c *countCommits) Committed(uint64, []uint64)                  { c.n.Add(1) }

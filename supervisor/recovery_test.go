@@ -2,6 +2,8 @@ package supervisor_test
 
 import (
 	"context"
+	"encoding/json"
+	"sync/atomic"
 	"testing"
 
 	"github.com/flowrt/flowrt/eventlog"
@@ -215,4 +217,47 @@ func TestRecoveryConsumers(t *testing.T) {
 	require.NoError(t, s2.Stop(stopCtx(t)))
 	require.Equal(t, 1, countType(t, l, supervisor.TypeRecovery))
 	require.Nil(t, mustRuns(t, l)[2].Recovery)
+}
+
+// refuseAfter is a crashable journal that crashes by itself after n
+// writes: a process killed between two of its commits.
+type refuseAfter struct {
+	crashable
+	n atomic.Int32
+}
+
+func (j *refuseAfter) Update(fn func(*eventlog.Tx) error) error {
+	if j.n.Add(-1) < 0 {
+		j.crash()
+	}
+	return j.crashable.Update(fn)
+}
+
+// TestKilledWhileRecordingARecovery: a run that finds its predecessor
+// crashed records starting, recovering and the recovery in its first
+// commit, so one killed right after that commit leaves no crash
+// unrecorded: the next run records a recovery for each.
+func TestKilledWhileRecordingARecovery(t *testing.T) {
+	l := openLog(t)
+	first := abandon(t, l, child("worker", untilCancelled(nil))).RunID()
+
+	j := &refuseAfter{crashable: crashable{Log: l}}
+	j.n.Store(1) // the start's first commit, and nothing after it
+	second, err := supervisor.New(j, nil)
+	require.NoError(t, err)
+	require.NoError(t, second.Add("worker", untilCancelled(nil), nil))
+	require.Error(t, second.Start(context.Background()), "killed after its first commit")
+
+	third := newSupervisor(t, l, nil, child("worker", untilCancelled(nil)))
+	require.NoError(t, third.Start(context.Background()))
+	crashed := map[string]string{} // crashed run → the run that recorded its recovery
+	for _, e := range systemEvents(t, l) {
+		if e.Type != supervisor.TypeRecovery {
+			continue
+		}
+		var r supervisor.Recovery
+		require.NoError(t, json.Unmarshal(e.Data, &r))
+		crashed[r.CrashedRun] = r.Run
+	}
+	require.Equal(t, map[string]string{first: second.RunID(), second.RunID(): third.RunID()}, crashed)
 }

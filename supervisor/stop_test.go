@@ -339,3 +339,43 @@ func TestStopDuringStart(t *testing.T) {
 	require.Equal(t, supervisor.Stopped, r.End)
 	require.Equal(t, []step{{"created", "starting"}, {"starting", "running"}, {"running", "draining"}, {"draining", "stopped"}}, runtimeSteps(r))
 }
+
+// TestRefusedChildRecordFailsTheChild: when the journal refuses a child's
+// backing_off or running record, the child does not go on as if it were
+// recorded: it ends failed, and the runtime says it is unhealthy.
+func TestRefusedChildRecordFailsTheChild(t *testing.T) {
+	tests := []struct {
+		name string
+		// duringBackoff makes the journal refuse writes during the
+		// child's backoff (the running record of its restart), rather
+		// than when it first fails (its backing_off record).
+		duringBackoff bool
+	}{
+		{"backing off", false},
+		{"running again", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &crashable{Log: openLog(t)}
+			clk := newFakeClock()
+			var runs atomic.Int32
+			c := childFunc(func(context.Context) error {
+				if runs.Add(1) == 1 && !tt.duringBackoff {
+					j.crash()
+				}
+				return errBoom
+			})
+			s := newSupervisor(t, j, &supervisor.Options{Clock: clk}, child("bad", c))
+			require.NoError(t, s.Start(context.Background()))
+			if tt.duringBackoff {
+				d := clk.nextAfter(t)
+				j.crash()
+				clk.Advance(d)
+			}
+			st := waitStatus(t, s, "the child to fail", childIs("bad", supervisor.ChildFailed))
+			require.False(t, st.Healthy(), "a failed child makes the runtime unhealthy")
+			require.Contains(t, childStatus(st, "bad").LastError, errBoom.Error())
+			require.Equal(t, int32(1), runs.Load(), "the child did not run again unrecorded")
+		})
+	}
+}
