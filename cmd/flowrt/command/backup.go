@@ -137,7 +137,7 @@ func runBackup(cmd *cobra.Command, o *backupOptions) (err error) {
 
 // backupThroughDaemon asks the daemon that holds the journal for a hot
 // backup (POST /v1/backup): it copies while its flows keep writing.
-func backupThroughDaemon(cmd *cobra.Command, o *backupOptions, info *liveFile) error {
+func backupThroughDaemon(cmd *cobra.Command, o *backupOptions, info *server.Discovery) error {
 	to, err := filepath.Abs(o.to)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
 	"github.com/flowrt/flowrt/internal/eventjson"
+	"github.com/flowrt/flowrt/internal/server"
 	"github.com/flowrt/flowrt/snapshot"
 	"github.com/flowrt/flowrt/supervisor"
 	"github.com/stretchr/testify/require"
@@ -52,10 +53,8 @@ func startDaemon(t *testing.T, db string, o daemonOptions) *fakeDaemon {
 	mux.HandleFunc("GET /v1/system/runs", d.runs)
 	mux.HandleFunc("GET /v1/status", d.status)
 	d.srv = httptest.NewServer(d.auth(mux))
-	var b []byte
-	b, err = json.Marshal(map[string]any{"addr": d.srv.Listener.Addr().String(), "pid": os.Getpid(), "token_file": o.tokenFile})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(liveFilePath(db), b, 0o600))
+	require.NoError(t, server.WriteDiscovery(server.DiscoveryPath(db),
+		server.Discovery{Addr: d.srv.Listener.Addr().String(), PID: os.Getpid(), TokenFile: o.tokenFile}))
 	return d
 }
 
@@ -75,7 +74,7 @@ func (d *fakeDaemon) close() error {
 func (d *fakeDaemon) stop() {
 	d.srv.CloseClientConnections()
 	d.srv.Close()
-	_ = os.Remove(liveFilePath(d.l.Path()))
+	_ = os.Remove(server.DiscoveryPath(d.l.Path()))
 }
 
 func (d *fakeDaemon) auth(next http.Handler) http.Handler {

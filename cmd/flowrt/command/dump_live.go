@@ -19,13 +19,11 @@ import (
 
 	"github.com/flowrt/flowrt/eventlog"
 	"github.com/flowrt/flowrt/internal/eventjson"
+	"github.com/flowrt/flowrt/internal/server"
 )
 
 // How the dump commands find and reach a daemon that holds the journal.
 const (
-	// liveFileSuffix names the discovery file `flowrt run --http` writes
-	// next to the journal once it listens: <db>.http.
-	liveFileSuffix = ".http"
 	// quickLockTimeout bounds the first open when a discovery file exists:
 	// a daemon probably holds the journal, so waiting the whole
 	// --lock-timeout would only delay the answer.
@@ -38,20 +36,10 @@ const (
 	maxErrorBody = 64 << 10
 )
 
-// liveFile is the discovery file of a running daemon, <db>.http.
-type liveFile struct {
-	Addr      string `json:"addr"`       // host:port the daemon listens on
-	PID       int    `json:"pid"`        // the daemon's process ID
-	TokenFile string `json:"token_file"` // file holding its bearer token, or ""
-}
-
-// liveFilePath returns the discovery file's name for the journal db.
-func liveFilePath(db string) string { return db + liveFileSuffix }
-
 // readLiveFile reads the discovery file of the journal db. It returns nil
 // and no error when there is none.
-func readLiveFile(db string) (*liveFile, error) {
-	path := liveFilePath(db)
+func readLiveFile(db string) (*server.Discovery, error) {
+	path := server.DiscoveryPath(db)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -59,7 +47,7 @@ func readLiveFile(db string) (*liveFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read daemon address: %w", err)
 	}
-	var f liveFile
+	var f server.Discovery
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("read daemon address from %s: %w", path, err)
 	}
@@ -124,7 +112,7 @@ func openSource(c *dumpCommon) (*source, error) {
 // (and a nil journal). A journal held by a process that published none is
 // an *InUseError. With a discovery file present the lock wait is short:
 // the holder is most likely that daemon.
-func openOrFindDaemon(db string, opts eventlog.Options) (*eventlog.Log, *liveFile, error) {
+func openOrFindDaemon(db string, opts eventlog.Options) (*eventlog.Log, *server.Discovery, error) {
 	info, err := readLiveFile(db)
 	if err != nil {
 		return nil, nil, err
@@ -154,7 +142,7 @@ func openOrFindDaemon(db string, opts eventlog.Options) (*eventlog.Log, *liveFil
 // that holds it (`flowrt run --http`). It is safe for concurrent use.
 type liveClient struct {
 	db    string
-	file  liveFile
+	file  server.Discovery
 	base  string // http://host:port
 	token string
 	http  *http.Client
@@ -163,7 +151,7 @@ type liveClient struct {
 // newLiveClient returns a client for the daemon described by f. The token
 // is --token, else the contents of --token-file, else those of the file
 // the daemon named.
-func newLiveClient(c *dumpCommon, f *liveFile) (*liveClient, error) {
+func newLiveClient(c *dumpCommon, f *server.Discovery) (*liveClient, error) {
 	token := c.token
 	tokenFile := c.tokenFile
 	if token == "" && tokenFile == "" {
@@ -178,7 +166,7 @@ func newLiveClient(c *dumpCommon, f *liveFile) (*liveClient, error) {
 	}
 	host, port, err := net.SplitHostPort(f.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("daemon address %q in %s: %w", f.Addr, liveFilePath(c.db), err)
+		return nil, fmt.Errorf("daemon address %q in %s: %w", f.Addr, server.DiscoveryPath(c.db), err)
 	}
 	// A daemon listening on every interface is reached on loopback.
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
@@ -230,14 +218,14 @@ func (e *liveStatusError) Error() string {
 // not answer.
 type liveConnError struct {
 	DB   string
-	File liveFile
+	File server.Discovery
 	Err  error
 }
 
 // Error names the daemon and says what to do about a stale address.
 func (e *liveConnError) Error() string {
 	return fmt.Sprintf("journal %s is in use by another process, and the daemon address %s in %s (pid %d) does not answer: %v; if that daemon is gone, remove %s",
-		e.DB, e.File.Addr, liveFilePath(e.DB), e.File.PID, e.Err, liveFilePath(e.DB))
+		e.DB, e.File.Addr, server.DiscoveryPath(e.DB), e.File.PID, e.Err, server.DiscoveryPath(e.DB))
 }
 
 // Unwrap returns the transport error.

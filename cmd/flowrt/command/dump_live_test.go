@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowrt/flowrt/internal/server"
 	"github.com/stretchr/testify/require"
 )
 
@@ -189,7 +190,7 @@ func TestDumpLiveStale(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	require.NoError(t, os.WriteFile(liveFilePath(db), []byte(`{"addr":"`+addr+`","pid":4242,"token_file":""}`), 0o600))
+	require.NoError(t, os.WriteFile(server.DiscoveryPath(db), []byte(`{"addr":"`+addr+`","pid":4242,"token_file":""}`), 0o600))
 
 	for _, args := range [][]string{{"dump"}, {"dump", "--follow"}, {"dump", "system"}, {"dump", "consumers"}, {"dump", "dlq"}, {"dump", "state", "--flow", "totals"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -204,7 +205,7 @@ func TestDumpLiveStale(t *testing.T) {
 	}
 
 	t.Run("bad discovery file", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(liveFilePath(db), []byte(`{"pid":1}`), 0o600))
+		require.NoError(t, os.WriteFile(server.DiscoveryPath(db), []byte(`{"pid":1}`), 0o600))
 		r := run(t, "", "dump", "--db", db)
 		require.Equal(t, ExitRuntime, r.code)
 		require.Equal(t, fmt.Sprintf("flowrt: read daemon address from %s.http: no \"addr\"\n", db), r.stderr)
@@ -215,7 +216,7 @@ func TestDumpLiveStale(t *testing.T) {
 // died does not matter while the journal is at rest.
 func TestDumpStaleFileAtRest(t *testing.T) {
 	db := inspectDB(t)
-	require.NoError(t, os.WriteFile(liveFilePath(db), []byte(`{"addr":"127.0.0.1:1","pid":1,"token_file":""}`), 0o600))
+	require.NoError(t, os.WriteFile(server.DiscoveryPath(db), []byte(`{"addr":"127.0.0.1:1","pid":1,"token_file":""}`), 0o600))
 	for _, args := range dumpModes {
 		run(t, "", append(args, "--db", db)...).requireOK(t)
 	}
@@ -231,11 +232,11 @@ func TestLiveClientAddr(t *testing.T) {
 		{"example.org:80", "http://example.org:80"},
 	} {
 		t.Run(tt.addr, func(t *testing.T) {
-			lc, err := newLiveClient(&dumpCommon{db: "j.db"}, &liveFile{Addr: tt.addr})
+			lc, err := newLiveClient(&dumpCommon{db: "j.db"}, &server.Discovery{Addr: tt.addr})
 			require.NoError(t, err)
 			require.Equal(t, tt.want, lc.base)
 		})
 	}
-	_, err := newLiveClient(&dumpCommon{db: "j.db"}, &liveFile{Addr: "7070"})
+	_, err := newLiveClient(&dumpCommon{db: "j.db"}, &server.Discovery{Addr: "7070"})
 	require.ErrorContains(t, err, `daemon address "7070" in j.db.http`)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/server"
 	"github.com/flowrt/flowrt/supervisor"
 )
 
@@ -216,9 +217,7 @@ func serveStatDaemon(t *testing.T, db, token string) {
 		_, _ = w.Write([]byte(body))
 	}))
 	t.Cleanup(srv.Close)
-	info, err := json.Marshal(liveFile{Addr: srv.Listener.Addr().String(), PID: 4242})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(liveFilePath(db), info, 0o600))
+	require.NoError(t, server.WriteDiscovery(server.DiscoveryPath(db), server.Discovery{Addr: srv.Listener.Addr().String(), PID: 4242}))
 }
 
 func TestStatLive(t *testing.T) {
