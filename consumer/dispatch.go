@@ -544,14 +544,19 @@ func (d *dispatcher) idleCommitGap() time.Duration {
 // backlog keeps committing on CommitInterval and CommitEvery.
 func (d *dispatcher) kickWhenIdle(kick chan<- struct{}) {
 	caughtUp := d.win.floor == d.win.top && d.running == 0 && len(d.ready) == 0 && len(d.backlog) == 0 && len(d.timers) == 0
-	if !caughtUp || d.win.floor <= d.lastKick || d.win.floor < d.streamLast() {
-		return // busy, or only caught up with a fetched batch of a backlog
+	if !caughtUp || d.win.floor <= d.lastKick {
+		return // busy
 	}
 	if wait := d.idleCommitGap() - time.Since(d.lastKickAt); wait > 0 {
 		if d.idleTimer == nil {
-			d.idleTimer = time.NewTimer(wait)
+			d.idleTimer = time.NewTimer(wait) // it calls again, and looks then
 		}
 		return
+	}
+	// Only past the gap, the read of the stream's end: a trickle of
+	// events costs one read per gap, not one per event.
+	if d.win.floor < d.streamLast() {
+		return // only caught up with a fetched batch of a backlog
 	}
 	d.maybeKick(kick, onInterval)
 }
