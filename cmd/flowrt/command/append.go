@@ -117,7 +117,7 @@ func runAppend(cmd *cobra.Command, o *appendOptions) (err error) {
 		return err
 	}
 
-	j, err := openAppendTarget(o, maxEventBytes)
+	j, err := openAppendTarget(cmd.Context(), o, maxEventBytes)
 	if err != nil {
 		return err
 	}

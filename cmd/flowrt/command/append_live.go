@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/flowrt/flowrt/eventlog"
 	"github.com/flowrt/flowrt/internal/server"
@@ -24,7 +23,7 @@ type appendTarget interface {
 // openAppendTarget opens the journal for appending or, when a daemon holds
 // it and published its address (`flowrt run --http`), appends through the
 // daemon's ingest endpoint, which answers after the fsync as Append does.
-func openAppendTarget(o *appendOptions, maxEventBytes int) (appendTarget, error) {
+func openAppendTarget(ctx context.Context, o *appendOptions, maxEventBytes int) (appendTarget, error) {
 	l, info, err := openOrFindDaemon(o.db, eventlog.Options{LockTimeout: o.lockTimeout, MaxEventBytes: maxEventBytes})
 	switch {
 	case err != nil:
@@ -36,11 +35,14 @@ func openAppendTarget(o *appendOptions, maxEventBytes int) (appendTarget, error)
 	if err != nil {
 		return nil, err
 	}
-	return &liveAppender{c: lc}, nil
+	return &liveAppender{ctx: ctx, c: lc}, nil
 }
 
-// liveAppender appends through a daemon.
-type liveAppender struct{ c *liveClient }
+// liveAppender appends through a daemon, its requests bound to ctx.
+type liveAppender struct {
+	ctx context.Context
+	c   *liveClient
+}
 
 func (a *liveAppender) Close() error { return nil }
 
@@ -55,7 +57,7 @@ func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventl
 		body.Write(line)
 	}
 	var answer server.IngestAnswer
-	if err := a.c.post("/v1/streams/"+url.PathEscape(stream)+"/events", "application/x-ndjson", &body, &answer); err != nil {
+	if err := a.c.post(a.ctx, "/v1/streams/"+url.PathEscape(stream)+"/events", "application/x-ndjson", &body, &answer); err != nil {
 		return nil, err
 	}
 	if len(answer.Results) != len(events) {
@@ -72,36 +74,17 @@ func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventl
 	return out, nil
 }
 
-// post sends body to the daemon and decodes its 200 answer into out.
-// Other answers are a *liveStatusError; a daemon that does not answer is a
-// *liveConnError.
-func (c *liveClient) post(path, contentType string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.base+path, body)
+// post sends body to the daemon and decodes its 200 answer into out, with
+// the errors of do.
+func (c *liveClient) post(ctx context.Context, path, contentType string, body io.Reader, out any) error {
+	resp, err := c.do(ctx, http.MethodPost, path, nil, contentType, body)
 	if err != nil {
-		return fmt.Errorf("daemon request: %w", err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return &liveConnError{DB: c.db, File: c.file, Err: err}
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("daemon at %s: read the answer: %w", c.file.Addr, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var answer struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &answer) == nil && answer.Error != "" {
-			msg = answer.Error
-		}
-		return &liveStatusError{Addr: c.file.Addr, Method: http.MethodPost, Path: path, Status: resp.StatusCode, Message: msg}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("daemon at %s: decode the answer: %w", c.file.Addr, err)

@@ -151,7 +151,7 @@ func backupThroughDaemon(cmd *cobra.Command, o *backupOptions, info *server.Disc
 		return err
 	}
 	var ans server.BackupAnswer
-	if err := lc.post("/v1/backup", "application/json", bytes.NewReader(body), &ans); err != nil {
+	if err := lc.post(cmd.Context(), "/v1/backup", "application/json", bytes.NewReader(body), &ans); err != nil {
 		return err
 	}
 	res := copyJSON{DB: o.db, Backup: o.to, Bytes: ans.Bytes, Streams: opsStreams(ans.Streams),

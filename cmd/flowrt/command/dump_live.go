@@ -235,13 +235,23 @@ func (e *liveConnError) Unwrap() error { return e.Err }
 // closed by the caller. Other answers are a *liveStatusError; a daemon
 // that does not answer is a *liveConnError.
 func (c *liveClient) get(ctx context.Context, path string, query url.Values) (*http.Response, error) {
+	return c.do(ctx, http.MethodGet, path, query, "", nil)
+}
+
+// do sends a request to the daemon and returns its 2xx answer. Other
+// answers are a *liveStatusError; a daemon that does not answer is a
+// *liveConnError.
+func (c *liveClient) do(ctx context.Context, method, path string, query url.Values, contentType string, body io.Reader) (*http.Response, error) {
 	target := c.base + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return nil, fmt.Errorf("daemon request: %w", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -257,15 +267,19 @@ func (c *liveClient) get(ctx context.Context, path string, query url.Values) (*h
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var answer struct {
 		Error string `json:"error"`
 	}
-	msg := strings.TrimSpace(string(body))
-	if json.Unmarshal(body, &answer) == nil && answer.Error != "" {
+	msg := strings.TrimSpace(string(data))
+	if json.Unmarshal(data, &answer) == nil && answer.Error != "" {
 		msg = answer.Error
 	}
-	return nil, &liveStatusError{Addr: c.file.Addr, Path: path, Status: resp.StatusCode, Message: msg}
+	e := &liveStatusError{Addr: c.file.Addr, Path: path, Status: resp.StatusCode, Message: msg}
+	if method != http.MethodGet {
+		e.Method = method
+	}
+	return nil, e
 }
 
 // getJSON sends GET path?query and decodes the JSON answer into v.
