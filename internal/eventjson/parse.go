@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/flowrt/flowrt/eventlog"
@@ -386,8 +387,11 @@ func HasMarkerKey(b []byte) bool {
 	return false
 }
 
-// Message returns err's message without the "flowrt/eventlog: " prefixes
-// the journal puts on every error: a tool names itself once.
+// Message returns err's message without the "flowrt/<package>: " prefixes
+// the library puts on every error: a tool names itself once.
 func Message(err error) string {
-	return strings.ReplaceAll(err.Error(), "flowrt/eventlog: ", "")
+	return pkgPrefix.ReplaceAllString(err.Error(), "")
 }
+
+// pkgPrefix matches the package prefix of flowrt's error messages.
+var pkgPrefix = regexp.MustCompile(`flowrt/[a-z]+: `)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/flowrt/flowrt/snapshot"
 )
 
@@ -44,7 +45,7 @@ func (a *api) backup(w http.ResponseWriter, r *http.Request) {
 	rep, err := snapshot.Backup(r.Context(), a.log, req.To, &snapshot.BackupOptions{Overwrite: req.Overwrite})
 	switch {
 	case errors.Is(err, snapshot.ErrExists), errors.Is(err, snapshot.ErrInUse):
-		writeError(w, http.StatusConflict, "backup: "+message(err))
+		writeError(w, http.StatusConflict, "backup: "+eventjson.Message(err))
 		return
 	case err != nil:
 		a.fail(w, r, "backup", err)

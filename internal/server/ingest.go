@@ -52,7 +52,7 @@ type IngestRefusal struct {
 func (a *api) ingest(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("stream")
 	if err := eventlog.ValidateName(stream); err != nil {
-		writeError(w, http.StatusBadRequest, "stream: "+message(err))
+		writeError(w, http.StatusBadRequest, "stream: "+eventjson.Message(err))
 		return
 	}
 	if eventlog.IsReserved(stream) {
@@ -88,7 +88,7 @@ func (a *api) ingest(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, refusal)
 		return
 	case err != nil:
-		writeError(w, http.StatusBadRequest, message(err))
+		writeError(w, http.StatusBadRequest, eventjson.Message(err))
 		return
 	}
 
@@ -106,7 +106,7 @@ func (a *api) ingest(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			var ee *eventlog.EventError
 			if errors.As(err, &ee) || errors.Is(err, eventlog.ErrInvalidEvent) || errors.Is(err, eventlog.ErrEventTooLarge) {
-				writeError(w, http.StatusBadRequest, "nothing appended: "+message(err))
+				writeError(w, http.StatusBadRequest, "nothing appended: "+eventjson.Message(err))
 				return
 			}
 			a.fail(w, r, fmt.Sprintf("append to %q", stream), err)

@@ -34,7 +34,7 @@ type eventsQuery struct {
 func parseEventsQuery(r *http.Request) (eventsQuery, error) {
 	q := eventsQuery{stream: r.PathValue("stream")}
 	if err := eventlog.ValidateName(q.stream); err != nil {
-		return q, fmt.Errorf("stream: %s", message(err))
+		return q, fmt.Errorf("stream: %s", eventjson.Message(err))
 	}
 	v := r.URL.Query()
 	var err error
@@ -244,7 +244,7 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if err := eventlog.ValidateName(v); err != nil {
-			writeError(w, http.StatusBadRequest, what+": "+message(err))
+			writeError(w, http.StatusBadRequest, what+": "+eventjson.Message(err))
 			return
 		}
 	}
@@ -261,7 +261,7 @@ func (a *api) deadLetters(w http.ResponseWriter, r *http.Request) {
 func (a *api) state(w http.ResponseWriter, r *http.Request) {
 	flow := r.PathValue("flow")
 	if err := eventlog.ValidateName(flow); err != nil {
-		writeError(w, http.StatusBadRequest, "flow: "+message(err))
+		writeError(w, http.StatusBadRequest, "flow: "+eventjson.Message(err))
 		return
 	}
 	q := r.URL.Query()

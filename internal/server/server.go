@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/flowrt/flowrt/runtime"
 )
 
@@ -283,16 +284,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 	if status >= 500 {
 		a.logger.Error("http request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, what+": "+message(err))
-}
-
-// message returns err's text without the library's package prefixes.
-func message(err error) string {
-	s := err.Error()
-	for _, p := range []string{"flowrt/eventlog: ", "flowrt/consumer: ", "flowrt/snapshot: ", "flowrt/supervisor: ", "flowrt/runtime: "} {
-		s = strings.ReplaceAll(s, p, "")
-	}
-	return s
+	writeError(w, status, what+": "+eventjson.Message(err))
 }
 
 // promLogger passes promhttp's errors to the logger.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/spf13/cobra"
 )
 
@@ -90,7 +91,7 @@ func runAppend(cmd *cobra.Command, o *appendOptions) (err error) {
 		return err
 	}
 	if err := eventlog.ValidateName(o.stream); err != nil {
-		return usageErrorf("--stream: %v", cliMessage(err))
+		return usageErrorf("--stream: %v", eventjson.Message(err))
 	}
 	if eventlog.IsReserved(o.stream) {
 		return usageErrorf("--stream %q: names beginning with \"$\" are reserved for flowrt", o.stream)
@@ -149,7 +150,7 @@ func runAppend(cmd *cobra.Command, o *appendOptions) (err error) {
 		for i, r := range res {
 			sum.add(r)
 			if o.json {
-				line, err := marshalLine(appendResultJSON{Line: chunk[i].line, Stream: o.stream, Seq: r.Seq, ID: r.ID.String(), Duplicate: r.Duplicate})
+				line, err := eventjson.MarshalLine(appendResultJSON{Line: chunk[i].line, Stream: o.stream, Seq: r.Seq, ID: r.ID.String(), Duplicate: r.Duplicate})
 				if err != nil {
 					return err
 				}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/flowrt/flowrt/internal/server"
 )
 
@@ -50,7 +51,7 @@ func (a *liveAppender) Close() error { return nil }
 func (a *liveAppender) Append(stream string, events ...eventlog.Event) ([]eventlog.AppendResult, error) {
 	var body bytes.Buffer
 	for _, ev := range events {
-		line, err := encodeLine(ev)
+		line, err := eventjson.EncodeLine(ev)
 		if err != nil {
 			return nil, err
 		}

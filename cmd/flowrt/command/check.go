@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 )
 
 // checkProblemLimit is how many problems eventlog's Check collects before
@@ -176,7 +177,7 @@ func runCheck(cmd *cobra.Command, o *checkOptions) (err error) {
 // checkProblem words one problem for the report: without the package
 // prefix and the journal's path, which the report already names.
 func checkProblem(db string, err error) checkProblemJSON {
-	p := checkProblemJSON{Message: cliMessage(err)}
+	p := checkProblemJSON{Message: eventjson.Message(err)}
 	var ce *eventlog.CorruptError
 	if errors.As(err, &ce) {
 		p.Stream, p.Seq = ce.Stream, ce.Seq

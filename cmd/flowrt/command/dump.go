@@ -170,7 +170,7 @@ func runDump(cmd *cobra.Command, o *dumpOptions) error {
 		return err
 	}
 	if err := eventlog.ValidateName(o.stream); err != nil {
-		return usageErrorf("--stream: %v", cliMessage(err))
+		return usageErrorf("--stream: %v", eventjson.Message(err))
 	}
 	if o.limit < 0 {
 		return usageErrorf("--limit must not be negative, got %d", o.limit)
@@ -311,7 +311,7 @@ func tableData(data []byte, width int) string {
 	if len(data) == 0 {
 		return "-"
 	}
-	return truncate(string(encodeData(data)), width)
+	return truncate(string(eventjson.EncodeData(data)), width)
 }
 
 // truncate cuts s to width characters, the last three of them "...". A

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowrt/flowrt/consumer"
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/flowrt/flowrt/snapshot"
 	"github.com/flowrt/flowrt/supervisor"
 )
@@ -91,7 +92,7 @@ type wireEntry struct {
 }
 
 func toWireEntry(e snapshot.Entry) wireEntry {
-	v := encodeData(e.Value)
+	v := eventjson.EncodeData(e.Value)
 	if v == nil { // never written by flows, whose values are JSON
 		v = json.RawMessage("null")
 	}
@@ -170,7 +171,7 @@ func (r wireRun) ended() bool {
 func writeJSONLines[T any](w io.Writer, items []T) error {
 	bw := bufio.NewWriter(w)
 	for _, it := range items {
-		line, err := marshalLine(it)
+		line, err := eventjson.MarshalLine(it)
 		if err != nil {
 			return err
 		}
@@ -187,7 +188,7 @@ func writeJSONLines[T any](w io.Writer, items []T) error {
 // validName checks a stream, consumer or flow name given with flag.
 func validName(flag, name string) error {
 	if err := eventlog.ValidateName(name); err != nil {
-		return usageErrorf("%s: %v", flag, cliMessage(err))
+		return usageErrorf("%s: %v", flag, eventjson.Message(err))
 	}
 	return nil
 }

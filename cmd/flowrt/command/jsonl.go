@@ -1,7 +1,6 @@
 package command
 
 import (
-	"encoding/json"
 	"io"
 
 	"github.com/flowrt/flowrt/eventlog"
@@ -42,23 +41,3 @@ func parseLines(r io.Reader, name, stream string, maxEventBytes int) ([]lineEven
 	}
 	return out, nil
 }
-
-// parseLine parses one non-blank input line into an event for stream.
-func parseLine(line []byte, stream string) (eventlog.Event, error) {
-	return eventjson.ParseLine(line, stream)
-}
-
-// encodeData returns the JSON form of stored data bytes (see
-// eventjson.EncodeData).
-func encodeData(b []byte) json.RawMessage { return eventjson.EncodeData(b) }
-
-// encodeLine returns ev as an input line that parseLine reads back as ev.
-func encodeLine(ev eventlog.Event) ([]byte, error) { return eventjson.EncodeLine(ev) }
-
-// marshalLine encodes v as one line of JSON without escaping HTML
-// characters, newline included.
-func marshalLine(v any) ([]byte, error) { return eventjson.MarshalLine(v) }
-
-// cliMessage returns err's message without the "flowrt/eventlog: " prefixes
-// the library puts on every error: the CLI names itself once.
-func cliMessage(err error) string { return eventjson.Message(err) }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,14 +31,14 @@ func TestParseLinesWrapper(t *testing.T) {
 }
 
 func TestEncodeWrappers(t *testing.T) {
-	ev, err := parseLine([]byte(`{"type":"a","id":"`+testID+`","data":{"$base64":"/wA="}}`), "s")
+	ev, err := eventjson.ParseLine([]byte(`{"type":"a","id":"`+testID+`","data":{"$base64":"/wA="}}`), "s")
 	require.NoError(t, err)
-	require.Equal(t, `{"$base64":"/wA="}`, string(encodeData(ev.Data)))
-	line, err := encodeLine(ev)
+	require.Equal(t, `{"$base64":"/wA="}`, string(eventjson.EncodeData(ev.Data)))
+	line, err := eventjson.EncodeLine(ev)
 	require.NoError(t, err)
 	require.Equal(t, `{"id":"`+testID+`","type":"a","data":{"$base64":"/wA="}}`+"\n", string(line))
-	b, err := marshalLine(jsonEvent{Type: "<a>"})
+	b, err := eventjson.MarshalLine(jsonEvent{Type: "<a>"})
 	require.NoError(t, err)
 	require.Equal(t, `{"type":"<a>"}`+"\n", string(b))
-	require.Equal(t, "invalid event", cliMessage(errors.New("flowrt/eventlog: invalid event")))
+	require.Equal(t, "invalid event", eventjson.Message(errors.New("flowrt/eventlog: invalid event")))
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flowrt/eventlog"
+	"github.com/flowrt/flowrt/internal/eventjson"
 	"github.com/spf13/cobra"
 )
 
@@ -103,7 +104,7 @@ func Execute(root *cobra.Command) error {
 		return nil
 	}
 	w := root.ErrOrStderr()
-	fmt.Fprintf(w, "flowrt: %s\n", cliMessage(err))
+	fmt.Fprintf(w, "flowrt: %s\n", eventjson.Message(err))
 	var ee *exitError
 	if errors.As(err, &ee) && ee.usage {
 		fmt.Fprintf(w, "Run '%s --help' for usage.\n", cmd.CommandPath())
