@@ -181,8 +181,10 @@ func TestAppendEmptyInput(t *testing.T) {
 	require.FileExists(t, db, "append creates the journal even with no events")
 }
 
-// TestExampleEvents runs the README's first command in-process: the sample
-// events append, and appending them again is idempotent.
+// TestExampleEvents runs the append of the README's first command
+// in-process: the sample events append, and appending them again is
+// idempotent; runtime's TestExampleFlows runs the flows of its second
+// half.
 func TestExampleEvents(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "flowrt.db")
 	example := filepath.Join("..", "..", "..", "examples", "events.jsonl")
