@@ -263,6 +263,29 @@ func (d *decoder) number(n *yaml.Node, path string) (float64, bool) {
 	return v, true
 }
 
+// sign is what a quantity may be: zero or more, or more than zero.
+type sign bool
+
+const (
+	nonNegative sign = false
+	positive    sign = true
+)
+
+// signed reads a quantity at n with read and reports, at n, one that has
+// not the sign s. ok is false when read failed.
+func signed[T int | float64 | time.Duration](d *decoder, n *yaml.Node, path string, read func(*yaml.Node, string) (T, bool), s sign) (v T, ok bool) {
+	if v, ok = read(n, path); !ok {
+		return v, false
+	}
+	switch {
+	case s == positive && v <= 0:
+		d.errorf(n, path, "must be positive (got %v)", v)
+	case s == nonNegative && v < 0:
+		d.errorf(n, path, "must not be negative (got %v)", v)
+	}
+	return v, true
+}
+
 // duration reads a Go duration string such as 1m30s.
 func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {
 	if n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") && n.Value != "0" {

@@ -164,20 +164,10 @@ func (d *decoder) flow(c *Config, n *yaml.Node, p string) *flowSpec {
 		fs.restart = d.restartPolicy(v, field(p, "restart"))
 	}
 	if v := o.get("state_version"); v != nil {
-		if n, ok := d.integer(v, field(p, "state_version")); ok {
-			if n < 0 {
-				d.errorf(v, field(p, "state_version"), "must not be negative (got %d)", n)
-			}
-			fs.version = n
-		}
+		fs.version, _ = signed(d, v, field(p, "state_version"), d.integer, nonNegative)
 	}
 	if v := o.get("snapshot_every"); v != nil {
-		if dur, ok := d.duration(v, field(p, "snapshot_every")); ok {
-			if dur < 0 {
-				d.errorf(v, field(p, "snapshot_every"), "must not be negative (got %v)", dur)
-			}
-			fs.snapshot = dur
-		}
+		fs.snapshot, _ = signed(d, v, field(p, "snapshot_every"), d.duration, nonNegative)
 	}
 	return fs
 }

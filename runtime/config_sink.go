@@ -165,32 +165,17 @@ func (d *decoder) httpSink(v, key *yaml.Node, s *sinkSpec) bool {
 // middleware reads a sink item's timeout, rate_limit and circuit_breaker.
 func (d *decoder) middleware(o *object, s *sinkSpec, item, flowName string) {
 	if v := o.get("timeout"); v != nil {
-		if t, ok := d.duration(v, field(item, "timeout")); ok {
-			if t <= 0 {
-				d.errorf(v, field(item, "timeout"), "must be positive (got %v)", t)
-			}
-			s.timeout = t
-		}
+		s.timeout, _ = signed(d, v, field(item, "timeout"), d.duration, positive)
 	}
 	if v := o.get("rate_limit"); v != nil {
 		p := field(item, "rate_limit")
 		if ro := d.object(v, p, unknownField, rateFields...); ro != nil {
 			r := &rateSpec{}
 			if pv := d.require(ro, "per_second"); pv != nil {
-				if f, ok := d.number(pv, field(p, "per_second")); ok {
-					if f <= 0 {
-						d.errorf(pv, field(p, "per_second"), "must be positive (got %v)", f)
-					}
-					r.perSecond = f
-				}
+				r.perSecond, _ = signed(d, pv, field(p, "per_second"), d.number, positive)
 			}
 			if bv := ro.get("burst"); bv != nil {
-				if b, ok := d.integer(bv, field(p, "burst")); ok {
-					if b < 0 {
-						d.errorf(bv, field(p, "burst"), "must not be negative (got %d)", b)
-					}
-					r.burst = b
-				}
+				r.burst, _ = signed(d, bv, field(p, "burst"), d.integer, nonNegative)
 			}
 			s.rate = r
 		}
@@ -200,20 +185,10 @@ func (d *decoder) middleware(o *object, s *sinkSpec, item, flowName string) {
 		if bo := d.object(v, p, unknownField, breakerFields...); bo != nil {
 			b := &BreakerOptions{Name: flowName + "/" + item[strings.LastIndex(item, ".")+1:]}
 			if fv := bo.get("failures"); fv != nil {
-				if n, ok := d.integer(fv, field(p, "failures")); ok {
-					if n < 0 {
-						d.errorf(fv, field(p, "failures"), "must not be negative (got %d)", n)
-					}
-					b.Failures = n
-				}
+				b.Failures, _ = signed(d, fv, field(p, "failures"), d.integer, nonNegative)
 			}
 			if cv := bo.get("cooldown"); cv != nil {
-				if t, ok := d.duration(cv, field(p, "cooldown")); ok {
-					if t < 0 {
-						d.errorf(cv, field(p, "cooldown"), "must not be negative (got %v)", t)
-					}
-					b.Cooldown = t
-				}
+				b.Cooldown, _ = signed(d, cv, field(p, "cooldown"), d.duration, nonNegative)
 			}
 			s.breaker = b
 		}
