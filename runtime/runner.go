@@ -289,6 +289,7 @@ func (e *retryable) Unwrap() []error {
 type partialSet struct {
 	mu   sync.Mutex
 	done map[uint64]map[string]struct{}
+	n    atomic.Int64 // len(done), so that forget costs nothing when it is empty
 }
 
 const maxPartialEvents = 10000
@@ -315,12 +316,20 @@ func (p *partialSet) add(seq uint64, k string) {
 			delete(p.done, oldest)
 		}
 		p.done[seq] = map[string]struct{}{}
+		p.n.Store(int64(len(p.done)))
 	}
 	p.done[seq][k] = struct{}{}
 }
 
+// forget drops what is remembered of event seq. An attempt that added
+// to the set happened before any later attempt at its event, and so
+// before its forget: an empty set has nothing of seq.
 func (p *partialSet) forget(seq uint64) {
+	if p.n.Load() == 0 {
+		return // the usual case: every event succeeded whole
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.done, seq)
+	p.n.Store(int64(len(p.done)))
 }
