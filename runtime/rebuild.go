@@ -216,7 +216,7 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 		}
 		var events []eventlog.Event
 		err := f.rt.j.View(func(tx *eventlog.Tx) (err error) {
-			events, err = tx.Read(nil, f.stream, from, rebuildBatch)
+			events, err = tx.Read(nil, f.stream, from, int(min(uint64(rebuildBatch), last-from+1)))
 			return err
 		})
 		if err != nil {
@@ -226,13 +226,8 @@ func (f *flow) rebuild(ctx context.Context, offset uint64) error {
 			break
 		}
 		for _, e := range events {
-			if e.Seq > offset {
-				if _, done := slices.BinarySearch(doneAbove, e.Seq); !done {
-					continue
-				}
-			}
-			if e.Seq > last {
-				break
+			if !snapshot.Covers(e.Seq, offset, doneAbove) {
+				continue // above the floor and not done: the consumer delivers it
 			}
 			if err := replay(e); err != nil {
 				return err
