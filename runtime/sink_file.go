@@ -38,6 +38,10 @@ func FileSink(path string) Sink {
 	return s
 }
 
+// syncFile is how the file sink fsyncs: a variable, so tests can see and
+// fail its syncs.
+var syncFile = (*os.File).Sync
+
 type fileSink struct {
 	path string
 
@@ -94,7 +98,7 @@ func (s *fileSink) Deliver(ctx context.Context, d Delivery) error {
 		s.syncing = true
 		target := s.written
 		s.mu.Unlock()
-		err := s.f.Sync()
+		err := syncFile(s.f)
 		s.mu.Lock()
 		s.syncing = false
 		if err != nil {
@@ -181,7 +185,7 @@ func (s *fileSink) Close() error {
 	var errs []error
 	if s.err == nil && s.synced < s.written {
 		// Deliveries waiting for a sync: this one covers them.
-		if err := s.f.Sync(); err != nil {
+		if err := syncFile(s.f); err != nil {
 			errs = append(errs, s.fail(fmt.Errorf("flowrt/runtime: file sink %s: fsync: %w", s.path, err)))
 		} else {
 			s.synced = s.written
