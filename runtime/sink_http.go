@@ -98,7 +98,7 @@ func HTTPSink(o HTTPOptions) (Sink, error) {
 		s.header.Set(name, value)
 	}
 	if s.client == nil {
-		s.client = &http.Client{Timeout: o.Timeout, CheckRedirect: keepPost}
+		s.client = &http.Client{CheckRedirect: keepPost} // Deliver bounds each request by the timeout
 		s.own = true
 	}
 	return s, nil
