@@ -34,6 +34,17 @@ var (
 	// ErrUnknownSink is returned, wrapped, when a flow names a sink that
 	// Options.Sinks does not have.
 	ErrUnknownSink = errors.New("flowrt/runtime: unknown sink")
+
+	// ErrNotStarted is returned by Wait before Start.
+	ErrNotStarted = errors.New("flowrt/runtime: not started")
+
+	// ErrUnknownFlow is returned, wrapped, by State for a flow the runtime
+	// does not have.
+	ErrUnknownFlow = errors.New("flowrt/runtime: no such flow")
+
+	// ErrNoState is returned, wrapped, by State for a flow without a
+	// Reduce step.
+	ErrNoState = errors.New("flowrt/runtime: flow has no state")
 )
 
 // errFoldUnfinished fails the commits of a stateful flow whose fold of

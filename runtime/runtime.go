@@ -327,7 +327,7 @@ func (rt *Runtime) Stop(ctx context.Context) error {
 func (rt *Runtime) Wait() error {
 	sup := rt.supervisor()
 	if sup == nil {
-		return errors.New("flowrt/runtime: not started")
+		return ErrNotStarted
 	}
 	err := sup.Wait()
 	return errors.Join(err, rt.closeAllSinks())

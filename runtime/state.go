@@ -311,12 +311,12 @@ func (rt *Runtime) State(flow string) (*FlowState, error) {
 	for _, f := range rt.flows {
 		if f.name == flow {
 			if f.state == nil {
-				return nil, fmt.Errorf("flowrt/runtime: flow %q has no state", flow)
+				return nil, fmt.Errorf("%w: %q", ErrNoState, flow)
 			}
 			return &FlowState{f: f}, nil
 		}
 	}
-	return nil, fmt.Errorf("flowrt/runtime: no flow %q", flow)
+	return nil, fmt.Errorf("%w: %q", ErrUnknownFlow, flow)
 }
 
 // Get returns key's current state, decoded from JSON.

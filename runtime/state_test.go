@@ -393,3 +393,25 @@ func TestFoldedStateThatCannotFoldFailsTheFlow(t *testing.T) {
 		})
 	}
 }
+
+func TestStateOfAFlowWithoutState(t *testing.T) {
+	l := flowtest.MustOpenLog(t, nil)
+	rt, err := runtime.New(l, nil)
+	require.NoError(t, err)
+	require.NoError(t, rt.Add(runtime.Flow{Name: "plain", On: runtime.On("order.*"), Sinks: []runtime.Sink{newCollector()}}))
+	tests := []struct {
+		flow string
+		want error
+	}{
+		{"plain", runtime.ErrNoState},
+		{"nope", runtime.ErrUnknownFlow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flow, func(t *testing.T) {
+			_, err := rt.State(tt.flow)
+			require.ErrorIs(t, err, tt.want)
+			require.ErrorContains(t, err, `"`+tt.flow+`"`)
+		})
+	}
+	require.ErrorIs(t, rt.Wait(), runtime.ErrNotStarted)
+}
