@@ -116,7 +116,12 @@ func TestRunsEmpty(t *testing.T) {
 // refused with their error and change nothing, in memory or in $system.
 func TestRefusedCalls(t *testing.T) {
 	type setup func(t *testing.T, s *supervisor.Supervisor)
-	start := func(t *testing.T, s *supervisor.Supervisor) { require.NoError(t, s.Start(context.Background())) }
+	start := func(t *testing.T, s *supervisor.Supervisor) {
+		require.NoError(t, s.Start(context.Background()))
+		// The child records its start after Start returns: wait for it,
+		// so that what the refused call must not record is all there.
+		waitStatus(t, s, "the child running", allChildren(supervisor.ChildRunning))
+	}
 	stop := func(t *testing.T, s *supervisor.Supervisor) {
 		start(t, s)
 		require.NoError(t, s.Stop(stopCtx(t)))
